@@ -1,0 +1,91 @@
+"""Training-size profiles and seeding.
+
+A notebook never hard-codes how long it trains: it asks for the active
+profile. ``quick`` lets every chapter run in about a minute on two CPU cores
+(this is what CI and the committed notebooks use); ``full`` gives the real
+results on a GPU. ``GENAI_COURSE_PROFILE=quick|full`` chooses; without it the
+default is ``full`` on CUDA and ``quick`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from genai_course.device import get_device
+
+ENV_VAR = "GENAI_COURSE_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much a chapter trains. Chapters scale their own settings from these."""
+
+    name: str
+    train_size: int | None  # training examples used; None = the whole training split
+    epochs: int  # passes over those examples
+    batch_size: int  # examples per optimisation step
+    description: str  # one line for the Setup page and the notebooks
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        train_size=20_000,
+        epochs=3,
+        batch_size=128,
+        description="about a minute a chapter on two CPU cores (CI, committed outputs)",
+    ),
+    "full": Profile(
+        name="full",
+        train_size=None,
+        epochs=20,
+        batch_size=128,
+        description="the book's real results; meant for a GPU",
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the active profile.
+
+    ``name`` (or else ``GENAI_COURSE_PROFILE``) chooses one; without either,
+    ``full`` on a CUDA device and ``quick`` otherwise. An unknown name raises
+    ``ValueError`` listing the valid ones.
+    """
+    source = "name"
+    if name is None:
+        name, source = os.environ.get(ENV_VAR) or None, ENV_VAR
+    if name is None:
+        name = "full" if get_device().type == "cuda" else "quick"
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(f"{source}={name!r} is not a profile; use one of {', '.join(PROFILES)}")
+    return PROFILES[key]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def show_progress() -> bool:
+    """Whether progress bars are drawn: yes unless ``GENAI_COURSE_PROGRESS=0``.
+
+    The Makefile turns them off when notebooks run headless (nbval, the book
+    build), so no progress-bar debris is stored in a notebook or a page.
+    """
+    return os.environ.get("GENAI_COURSE_PROGRESS", "1").strip().lower() not in {
+        "0",
+        "off",
+        "false",
+        "no",
+    }

@@ -1,0 +1,356 @@
+"""The book's image datasets, Fashion-MNIST and MNIST, read from IDX files.
+
+Where the files come from, in this order (the first that has a file wins):
+
+1. the folder passed as ``root=``;
+2. ``$GENAI_COURSE_DATA/<dataset>`` (e.g. ``$GENAI_COURSE_DATA/fashion-mnist``);
+3. the user cache, ``~/.cache/genai_course/<dataset>`` (``$XDG_CACHE_HOME`` moves it);
+4. system folders, e.g. ``/usr/share/datasets/fashion-mnist`` where Debian's
+   ``dataset-fashion-mnist`` package puts the four ``.gz`` files;
+5. a download from the dataset's official address into ``root`` (if given)
+   or the user cache.
+
+Every file's content is checked against its SHA-256 (of the decompressed IDX
+bytes, so a re-compressed copy such as Debian's is accepted). A download is
+written to a temporary file and renamed only once it checks out, so a
+truncated or corrupt download leaves nothing behind. Decoded arrays are
+cached as ``.npy`` files next to the user cache, so a second load is fast.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import struct
+import tempfile
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from genai_course.config import show_progress
+
+DATA_ENV_VAR = "GENAI_COURSE_DATA"
+
+
+class IDXFormatError(ValueError):
+    """The bytes are not a well-formed IDX file of unsigned bytes."""
+
+
+class ChecksumError(ValueError):
+    """A file's content does not have the SHA-256 the dataset publishes."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No place in the search order had the file and the download failed."""
+
+
+@dataclass(frozen=True)
+class IDXFile:
+    name: str  # file name without .gz, e.g. "train-images-idx3-ubyte"
+    sha256: str  # SHA-256 of the decompressed IDX bytes
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where one IDX dataset lives and how to recognise its files."""
+
+    title: str  # for messages: "Fashion-MNIST"
+    name: str  # folder name under the data and cache folders: "fashion-mnist"
+    mirrors: tuple[str, ...]  # base URLs tried in order; a file is <mirror>/<name>.gz
+    splits: dict[str, tuple[IDXFile, IDXFile]]  # split -> (images, labels)
+    classes: tuple[str, ...]  # class names, indexed by label
+    system_dirs: tuple[str, ...] = ()  # folders a system package installs into
+    apt_package: str | None = None  # the Debian package that provides the files
+
+
+class ImageDataset(NamedTuple):
+    images: torch.Tensor  # (N, 28, 28) uint8
+    labels: torch.Tensor  # (N,) int64
+    classes: tuple[str, ...]  # classes[label] is the label's name
+
+
+FASHION_MNIST = DatasetSpec(
+    title="Fashion-MNIST",
+    name="fashion-mnist",
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com",),
+    splits={
+        "train": (
+            IDXFile(
+                "train-images-idx3-ubyte",
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            ),
+            IDXFile(
+                "train-labels-idx1-ubyte",
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            ),
+        ),
+        "test": (
+            IDXFile(
+                "t10k-images-idx3-ubyte",
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            ),
+            IDXFile(
+                "t10k-labels-idx1-ubyte",
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+            ),
+        ),
+    },
+    classes=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    system_dirs=("/usr/share/datasets/fashion-mnist",),
+    apt_package="dataset-fashion-mnist",
+)
+
+MNIST = DatasetSpec(
+    title="MNIST",
+    name="mnist",
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist",
+        "https://storage.googleapis.com/cvdf-datasets/mnist",
+    ),
+    splits={
+        "train": (
+            IDXFile(
+                "train-images-idx3-ubyte",
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            ),
+            IDXFile(
+                "train-labels-idx1-ubyte",
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            ),
+        ),
+        "test": (
+            IDXFile(
+                "t10k-images-idx3-ubyte",
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            ),
+            IDXFile(
+                "t10k-labels-idx1-ubyte",
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+            ),
+        ),
+    },
+    classes=tuple(str(digit) for digit in range(10)),
+    system_dirs=("/usr/share/datasets/mnist",),
+)
+
+
+def cache_dir() -> Path:
+    """The user cache: ``$XDG_CACHE_HOME/genai_course``, by default ``~/.cache/genai_course``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "genai_course"
+
+
+def parse_idx(raw: bytes, *, source: str = "<bytes>") -> np.ndarray:
+    """Decode an IDX file of unsigned bytes (the MNIST format) into an array.
+
+    Layout: two zero bytes, the type code ``0x08`` (unsigned byte), the number
+    of dimensions ``d``, then ``d`` big-endian 32-bit sizes, then the data.
+    """
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] == 0:
+        raise IDXFormatError(
+            f"{source}: bad magic number 0x{raw[:4].hex()}; an IDX file of unsigned "
+            "bytes starts with 0x000008 followed by its number of dimensions"
+        )
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise IDXFormatError(f"{source}: {len(raw)} bytes is too short for its header")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = header + math.prod(shape)
+    if len(raw) != expected:
+        raise IDXFormatError(
+            f"{source}: {len(raw)} bytes, but its header announces shape {shape} "
+            f"({expected} bytes): the file is truncated or corrupt"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _verified_content(data: bytes, gzipped: bool, sha256: str, source: str) -> bytes:
+    """Decompress if needed and check the SHA-256 of the IDX bytes."""
+    if gzipped:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            raise ChecksumError(f"{source}: not a complete gzip file ({err})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise ChecksumError(f"{source}: SHA-256 of its content is {digest}, expected {sha256}")
+    return data
+
+
+def download(url: str, dest: str | Path, sha256: str, *, timeout: float = 30.0) -> bytes:
+    """Fetch a gzip'd IDX file from ``url`` to ``dest`` and return its IDX bytes.
+
+    The file is streamed to a temporary file beside ``dest`` with a progress
+    bar, its decompressed content is checked against ``sha256``, and only then
+    is it renamed to ``dest``: on any failure nothing is left behind.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(
+                total=total, unit="B", unit_scale=True, desc=dest.name, disable=not show_progress()
+            ) as bar:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        content = _verified_content(tmp.read_bytes(), True, sha256, source=url)
+        os.replace(tmp, dest)
+        return content
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _search_dirs(spec: DatasetSpec, root: str | Path | None) -> list[tuple[str, Path | None]]:
+    """(label, folder) in search order; folder None means 'not configured'."""
+    env = os.environ.get(DATA_ENV_VAR)
+    return [
+        *([("root=", Path(root))] if root is not None else []),
+        (f"${DATA_ENV_VAR}", Path(env) / spec.name if env else None),
+        ("user cache", cache_dir() / spec.name),
+        *[("system folder", Path(folder)) for folder in spec.system_dirs],
+    ]
+
+
+def _fetch_idx(spec: DatasetSpec, file: IDXFile, root, allow_download: bool) -> bytes:
+    """The verified IDX bytes of ``file``, from the first place in the search order."""
+    tried = []
+    for label, folder in _search_dirs(spec, root):
+        if folder is None:
+            tried.append(f"{label}: not set")
+            continue
+        for path, gzipped in ((folder / f"{file.name}.gz", True), (folder / file.name, False)):
+            if path.is_file():
+                try:
+                    return _verified_content(path.read_bytes(), gzipped, file.sha256, str(path))
+                except ChecksumError as err:
+                    tried.append(f"{label}: {err}")
+                    break
+        else:
+            tried.append(f"{label}: no {file.name}.gz or {file.name} in {folder}")
+    if allow_download:
+        dest = (Path(root) if root is not None else cache_dir() / spec.name) / f"{file.name}.gz"
+        for mirror in spec.mirrors:
+            url = f"{mirror.rstrip('/')}/{file.name}.gz"
+            try:
+                return download(url, dest, file.sha256)
+            except (OSError, ChecksumError) as err:
+                tried.append(f"download {url}: {err}")
+    else:
+        tried.append("download: not attempted (download=False)")
+    fixes = [
+        f"put the .gz files in a folder and pass root=... or set {DATA_ENV_VAR}",
+        "or connect to the internet and load again (download=True)",
+    ]
+    if spec.apt_package:
+        fixes.insert(0, f"on Debian or Ubuntu: sudo apt install {spec.apt_package}")
+    raise DatasetNotFoundError(
+        f"{spec.title} file {file.name} was not found. Tried, in order:\n  - "
+        + "\n  - ".join(tried)
+        + "\nTo fix it: "
+        + "; ".join(fixes)
+        + "."
+    )
+
+
+def _load_array(spec: DatasetSpec, file: IDXFile, root, allow_download: bool) -> np.ndarray:
+    """Decoded array of ``file``; decoded once, then read from the ``.npy`` cache."""
+    decoded = cache_dir() / "decoded" / f"{spec.name}-{file.name}-{file.sha256[:16]}.npy"
+    if decoded.is_file():
+        return np.load(decoded)
+    array = parse_idx(_fetch_idx(spec, file, root, allow_download), source=file.name)
+    try:
+        decoded.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=decoded.parent, suffix=".npy")
+        with os.fdopen(fd, "wb") as out:
+            np.save(out, array)
+        os.replace(tmp, decoded)
+    except OSError:
+        pass  # a read-only cache only costs speed: the next load decodes again
+    return array.copy()  # np.frombuffer gave a read-only view of the bytes
+
+
+def load_dataset(
+    spec: DatasetSpec,
+    split: str = "train",
+    *,
+    root: str | Path | None = None,
+    download: bool = True,
+) -> ImageDataset:
+    """Load one split of an IDX image dataset described by ``spec``."""
+    if split not in spec.splits:
+        raise ValueError(f"split must be one of {', '.join(map(repr, spec.splits))}, got {split!r}")
+    images_file, labels_file = spec.splits[split]
+    images = _load_array(spec, images_file, root, download)  # (N, 28, 28)
+    labels = _load_array(spec, labels_file, root, download)  # (N,)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise IDXFormatError(
+            f"{spec.title} {split}: images {images.shape} and labels {labels.shape} do not match"
+        )
+    return ImageDataset(
+        torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), spec.classes
+    )
+
+
+def load_fashion_mnist(
+    split: str = "train", *, root: str | Path | None = None, download: bool = True
+) -> ImageDataset:
+    """Fashion-MNIST: ``images`` (N, 28, 28) uint8, ``labels`` (N,) int64, ``classes``.
+
+    60,000 training and 10,000 test images of clothing in ten classes
+    (Xiao et al., 2017). See the module docstring for where the files come from.
+    """
+    return load_dataset(FASHION_MNIST, split, root=root, download=download)
+
+
+def load_mnist(
+    split: str = "train", *, root: str | Path | None = None, download: bool = True
+) -> ImageDataset:
+    """MNIST handwritten digits, in the same form as :func:`load_fashion_mnist`."""
+    return load_dataset(MNIST, split, root=root, download=download)
+
+
+def binarize(images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stochastic binarisation: pixel ``x`` becomes 1 with probability ``x / 255``.
+
+    Takes uint8 images (0..255) or floats in [0, 1]; returns float32 zeros and
+    ones of the same shape, on the same device. A fixed ``generator`` gives a
+    fixed binarisation (the book's test sets use ``torch.Generator().manual_seed(0)``).
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dtype == torch.uint8:
+        probs = images.float() / 255
+    elif images.is_floating_point():
+        if images.numel() and (images.min() < 0 or images.max() > 1):
+            raise ValueError("images are floats outside [0, 1]; binarize expects uint8 or [0, 1]")
+        probs = images.float()
+    else:
+        raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+    if generator is not None and generator.device != probs.device:
+        uniform = torch.rand(probs.shape, generator=generator, device=generator.device)
+        return (uniform.to(probs.device) < probs).float()
+    return torch.bernoulli(probs, generator=generator)

@@ -1,0 +1,84 @@
+r"""Chapter 0's generative model: every pixel an independent Bernoulli variable.
+
+For a binary image :math:`x \in \{0, 1\}^D` with one parameter per pixel,
+
+.. math:: p_\theta(x) = \prod_{d=1}^{D} \theta_d^{x_d} (1 - \theta_d)^{1 - x_d},
+   \qquad \theta_d = \sigma(\eta_d),
+
+so :math:`\log p_\theta(x) = \sum_d x_d \log\sigma(\eta_d) + (1 - x_d)\log\sigma(-\eta_d)`.
+The model is trained through the logits :math:`\eta` (unconstrained), and its
+maximum-likelihood estimate has a closed form, the pixel means.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _check_binary(x: torch.Tensor, shape: tuple[int, ...]) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if tuple(x.shape[-len(shape) :]) != shape:
+        raise ValueError(
+            f"x must have shape (..., {', '.join(map(str, shape))}), got {tuple(x.shape)}"
+        )
+    if not bool(((x == 0) | (x == 1)).all()):
+        raise ValueError(
+            "x must be binary (every value 0 or 1); binarize grey images first "
+            "with genai_course.data.binarize"
+        )
+
+
+class IndependentBernoulli(nn.Module):
+    """One Bernoulli variable per pixel, parameterised by its logit ``eta``.
+
+    ``shape`` is the shape of one example, e.g. ``(28, 28)``. ``eta`` starts at
+    0, i.e. every pixel on with probability 1/2.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (28, 28)):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.eta = nn.Parameter(torch.zeros(self.shape))  # (28, 28) logits
+
+    @classmethod
+    def from_data(cls, x: torch.Tensor, smoothing: float = 0.0) -> IndependentBernoulli:
+        r"""The maximum-likelihood model, in closed form.
+
+        :math:`\hat\theta_d = (\sum_i x_{id} + \alpha) / (N + 2\alpha)`: the
+        pixel means, with add-:math:`\alpha` (Laplace) smoothing. With
+        :math:`\alpha = 0` a pixel never on in training gets
+        :math:`\hat\theta_d = 0`, and any test image with that pixel on has
+        probability 0.
+        """
+        if smoothing < 0:
+            raise ValueError(f"smoothing must be >= 0, got {smoothing!r}")
+        model = cls(tuple(x.shape[1:]))
+        _check_binary(x, model.shape)
+        theta = (x.sum(0) + smoothing) / (len(x) + 2 * smoothing)  # (28, 28)
+        with torch.no_grad():
+            model.eta.copy_(torch.logit(theta.to(model.eta.dtype)))  # +-inf where theta is 1 or 0
+        return model.to(x.device)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        r""":math:`\theta = \sigma(\eta)`, the probability that each pixel is on."""
+        return torch.sigmoid(self.eta)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p_\theta(x)` in nats, one value per example: shape ``x.shape[:-2]``."""
+        _check_binary(x, self.shape)
+        # x_d log sigma(eta_d) + (1 - x_d) log sigma(-eta_d), written with `where`
+        # so that theta_d = 0 and x_d = 0 give log 1 = 0 rather than 0 * (-inf)
+        per_pixel = torch.where(x.bool(), F.logsigmoid(self.eta), F.logsigmoid(-self.eta))
+        return per_pixel.flatten(-len(self.shape)).sum(-1)  # (B,)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images drawn from the model: shape ``(n, *shape)``, floats 0 or 1."""
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        uniform = torch.rand((n, *self.shape), generator=generator, device=self.eta.device)
+        return (uniform < self.probs).float()

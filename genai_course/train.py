@@ -1,0 +1,272 @@
+r"""The one training loop every model in the book uses.
+
+``fit`` runs minibatch optimisation over tensors that live on the model's
+device: each epoch it draws a permutation of the example indices, slices
+batches with it and calls a *step function* on each batch. The default step
+is plain gradient descent on a loss,
+
+.. math:: \theta \leftarrow \mathrm{update}\big(\theta, \nabla_\theta
+   \tfrac{1}{B}\textstyle\sum_{i \in \text{batch}} \ell(x_i; \theta)\big),
+
+and a model that needs more than one update per batch (a GAN: first the
+discriminator, then the generator) passes its own ``step``. The loop keeps a
+history, shows a progress bar, writes checkpoints atomically, resumes to the
+bit-identical result, and stops at the first non-finite metric.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from genai_course.config import show_progress
+
+StepFn = Callable[..., Mapping[str, "torch.Tensor | float"]]
+
+
+@dataclass
+class History:
+    """What ``fit`` measured. Every list is in training order."""
+
+    steps: dict[str, list[float]] = field(default_factory=dict)  # one value per step
+    epochs: dict[str, list[float]] = field(default_factory=dict)  # step means + evaluate()
+
+
+def gradient_step(loss_fn: Callable[..., torch.Tensor], optimizer: torch.optim.Optimizer) -> StepFn:
+    """The default step: one gradient update on the batch mean of ``loss_fn(*batch)``.
+
+    ``loss_fn`` may return one loss per example (the book's convention) or
+    their mean; the step averages either way and reports it as ``"loss"``.
+    """
+
+    def step(*batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(*batch).mean()
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss}
+
+    return step
+
+
+def _check_positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The permutation of epoch ``epoch``: a function of (seed, epoch) only,
+    so a resumed run sees exactly the batches the uninterrupted run saw."""
+    mixed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    return torch.randperm(n, generator=torch.Generator().manual_seed(mixed))
+
+
+def _rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    """torch.save to a temporary file beside ``path``, then rename: a crash
+    while writing never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            torch.save(obj, out)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer],
+    data: torch.Tensor | Sequence[torch.Tensor],
+    loss_fn: Callable[..., torch.Tensor] | None = None,
+    *,
+    step: StepFn | None = None,
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+    evaluate: Callable[[], Mapping[str, float]] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    log_every: int = 20,
+    desc: str | None = None,
+) -> History:
+    """Train ``model`` on ``data`` for ``epochs`` passes; return the :class:`History`.
+
+    Args:
+        model: the module being trained (a GAN passes one module holding both
+            networks); it is put in training mode, and ``data`` is moved once
+            to the device of its parameters.
+        optimizer: one optimizer, or a dict of them for a custom ``step``.
+        data: a tensor, or tensors sharing their first dimension (e.g. images
+            and labels); a batch is the same rows of each.
+        loss_fn: ``loss_fn(*batch)`` gives the loss per example (or its mean);
+            the default step descends its batch mean. Give this or ``step``.
+        step: ``step(*batch)`` does one whole update itself and returns its
+            metrics as scalars, e.g. ``{"loss_d": ..., "loss_g": ...}``.
+        epochs, batch_size: passes over the data; examples per step (the
+            last batch of an epoch may be smaller).
+        seed: fixes the order of the examples in every epoch.
+        evaluate: called in eval mode after each epoch; its metrics (floats)
+            go to ``history.epochs``.
+        checkpoint: file to write model, optimizers, history, RNG states and
+            position to, at the end and every ``checkpoint_every`` steps.
+        resume: continue from ``checkpoint`` if it exists (same data,
+            ``batch_size`` and ``seed``); the result is bit-identical to an
+            uninterrupted run on the CPU.
+        log_every: steps between reading metrics back from the device (and
+            checking they are finite).
+        desc: label of the progress bar.
+
+    Raises:
+        FloatingPointError: a metric became NaN or infinite; names the step.
+    """
+    # -- check the arguments -------------------------------------------------
+    if (loss_fn is None) == (step is None):
+        raise ValueError("pass exactly one of loss_fn (a loss to descend) and step (an update)")
+    optimizers = dict(optimizer) if isinstance(optimizer, Mapping) else {"optimizer": optimizer}
+    for name, opt in optimizers.items():
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f"optimizer {name!r} must be a torch.optim.Optimizer, got {opt!r}")
+    if loss_fn is not None:
+        if len(optimizers) != 1:
+            raise ValueError("loss_fn trains with one optimizer; pass step= to use several")
+        step = gradient_step(loss_fn, next(iter(optimizers.values())))
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("log_every", log_every)):
+        _check_positive_int(name, value)
+    if checkpoint_every is not None:
+        _check_positive_int("checkpoint_every", checkpoint_every)
+    if (checkpoint_every is not None or resume) and checkpoint is None:
+        raise ValueError("checkpoint_every and resume need a checkpoint= path")
+    tensors = (data,) if isinstance(data, torch.Tensor) else tuple(data)
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise TypeError("data must be a tensor or a sequence of tensors")
+    n = len(tensors[0])
+    if n == 0 or any(len(t) != n for t in tensors):
+        raise ValueError(
+            f"data tensors must be non-empty and share their first dimension, "
+            f"got lengths {[len(t) for t in tensors]}"
+        )
+
+    # -- put the data where the model is ------------------------------------
+    first_param = next(model.parameters(), None)
+    device = first_param.device if first_param is not None else tensors[0].device
+    tensors = tuple(t.to(device) for t in tensors)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total_steps = epochs * steps_per_epoch
+    run = {"n": n, "batch_size": batch_size, "seed": seed}  # what a resume must match
+
+    # -- resume --------------------------------------------------------------
+    history, done = History(), 0  # done = steps completed so far
+    path = Path(checkpoint) if checkpoint is not None else None
+    if resume and path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["run"] != run:
+            raise ValueError(
+                f"checkpoint {path} belongs to a run with {state['run']}, not {run}; "
+                "resume with the same data, batch_size and seed, or delete the checkpoint"
+            )
+        if set(state["optimizers"]) != set(optimizers):
+            raise ValueError(
+                f"checkpoint {path} has optimizers {sorted(state['optimizers'])}, "
+                f"not {sorted(optimizers)}"
+            )
+        model.load_state_dict(state["model"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        _set_rng_state(state["rng"])
+        history, done = History(**state["history"]), state["step"]
+
+    def save() -> None:
+        _save_atomic(
+            {
+                "run": run,
+                "step": done,
+                "model": model.state_dict(),
+                "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+                "history": asdict(history),
+                "rng": _rng_state(),
+            },
+            path,
+        )
+
+    pending: list[Mapping[str, torch.Tensor | float]] = []  # metrics not yet read back
+
+    def record() -> None:
+        """Read pending metrics back from the device (one sync) and check them."""
+        first = done - len(pending) + 1
+        for key in pending[0]:
+            values = torch.stack(
+                [torch.as_tensor(m[key], device=device).detach().float() for m in pending]
+            ).tolist()
+            for offset, value in enumerate(values):
+                if not math.isfinite(value):
+                    bad = first + offset
+                    raise FloatingPointError(
+                        f"{key} became {value} at step {bad} (epoch "
+                        f"{(bad - 1) // steps_per_epoch + 1} of {epochs}); training stopped. "
+                        "Usual causes: a learning rate too high, log(0), division by zero."
+                    )
+            history.steps.setdefault(key, []).extend(values)
+        bar.set_postfix({key: f"{history.steps[key][-1]:.4g}" for key in pending[0]})
+        pending.clear()
+
+    # -- the loop --------------------------------------------------------------
+    model.train()
+    with tqdm(total=total_steps, initial=done, desc=desc, disable=not show_progress()) as bar:
+        for epoch in range(done // steps_per_epoch, epochs):
+            order = _epoch_order(n, seed, epoch).to(device)  # (n,)
+            for i in range(done - epoch * steps_per_epoch, steps_per_epoch):
+                index = order[i * batch_size : (i + 1) * batch_size]  # (B,)
+                pending.append(step(*(t[index] for t in tensors)))
+                done += 1
+                bar.update(1)
+                checkpoint_due = checkpoint_every is not None and done % checkpoint_every == 0
+                if done % log_every == 0 or checkpoint_due or i == steps_per_epoch - 1:
+                    record()
+                if checkpoint_due:
+                    save()
+            # end of epoch: the mean of each step metric, then the evaluation
+            for key, values in history.steps.items():
+                epoch_values = values[epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch]
+                history.epochs.setdefault(key, []).append(sum(epoch_values) / len(epoch_values))
+            if evaluate is not None:
+                model.eval()
+                with torch.no_grad():
+                    for key, value in evaluate().items():
+                        history.epochs.setdefault(key, []).append(float(value))
+                model.train()
+    if path is not None:
+        save()
+    return history

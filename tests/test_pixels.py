@@ -13,9 +13,10 @@ from genai_course.pixels import IndependentBernoulli
 from genai_course.train import fit
 
 
+# |eta| <= 15: beyond, scipy's log(1 - theta) loses digits that ours keeps
 @settings(max_examples=50, deadline=None)
 @given(
-    eta=hnp.arrays(np.float64, (2, 3), elements=st.floats(-30, 30)),
+    eta=hnp.arrays(np.float64, (2, 3), elements=st.floats(-15, 15)),
     x=hnp.arrays(np.int8, (4, 2, 3), elements=st.integers(0, 1)),
 )
 def test_log_prob_equals_scipy(eta, x):

@@ -110,7 +110,9 @@ def test_resume_can_extend_a_finished_run(tmp_path):
     second = fresh_model(seed=1)
     history = train(second, epochs=4, checkpoint=tmp_path / "c.pt", resume=True)
     assert history == reference
-    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), second.parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.parameters(), second.parameters(), strict=True)
+    )
 
 
 def test_resume_without_checkpoint_file_starts_fresh(tmp_path):

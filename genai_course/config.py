@@ -38,7 +38,7 @@ PROFILES: dict[str, Profile] = {
         train_size=20_000,
         epochs=3,
         batch_size=128,
-        description="about a minute a chapter on two CPU cores (CI, committed outputs)",
+        description="about a minute a chapter on two CPU cores; CI and the committed outputs",
     ),
     "full": Profile(
         name="full",

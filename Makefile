@@ -1,0 +1,47 @@
+# The README's commands. `make book` builds the book, `make test` runs every test.
+# Both create the virtual environment .venv first if it is missing or out of date.
+
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# notebooks run headless here: no progress bars stored in notebooks or pages
+export GENAI_COURSE_PROGRESS := 0
+# what the committed notebook outputs were made with, and what nbval reproduces
+REFERENCE_RUN := GENAI_COURSE_PROFILE=quick GENAI_COURSE_DEVICE=cpu
+
+.PHONY: book test lab notebooks clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install $(TORCH)
+	$(BIN)/python -m pip install -r requirements.txt
+	touch $(STAMP)
+
+## book: execute the notebooks (cached) and build the HTML book
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+
+## test: the package's tests, every notebook under nbval, and the warning-free book build
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest tests
+	$(REFERENCE_RUN) $(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg
+	mkdir -p _build && $(BIN)/python -c "import yaml; c = yaml.safe_load(open('_config.yml')); c['execute']['execute_notebooks'] = 'off'; yaml.safe_dump(c, open('_build/test-config.yml', 'w'))"
+	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/test-config.yml --path-output _build/test
+	@echo "All tests passed; the book built from the committed outputs is at _build/test/_build/html/index.html"
+
+## lab: JupyterLab in the book's environment
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+## notebooks: re-execute every notebook in a fresh kernel, as committed (quick profile, CPU)
+notebooks: $(STAMP)
+	$(REFERENCE_RUN) $(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
+
+clean:
+	rm -rf _build .jupyter_cache

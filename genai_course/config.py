@@ -38,14 +38,14 @@ PROFILES: dict[str, Profile] = {
         train_size=20_000,
         epochs=3,
         batch_size=128,
-        description="about a minute a chapter on two CPU cores; CI and the committed outputs",
+        description="about a minute a chapter on a laptop CPU",
     ),
     "full": Profile(
         name="full",
         train_size=None,
         epochs=20,
         batch_size=128,
-        description="the book's real results; meant for a GPU",
+        description="the book's real results, on a GPU",
     ),
 }
 

@@ -68,11 +68,13 @@ class IndependentBernoulli(nn.Module):
         return torch.sigmoid(self.eta)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log p_\theta(x)` in nats, one value per example: shape ``x.shape[:-2]``."""
+        r"""log p_theta(x) in nats, one value per example: shape (B,)."""
         _check_binary(x, self.shape)
-        # x_d log sigma(eta_d) + (1 - x_d) log sigma(-eta_d), written with `where`
-        # so that theta_d = 0 and x_d = 0 give log 1 = 0 rather than 0 * (-inf)
-        per_pixel = torch.where(x.bool(), F.logsigmoid(self.eta), F.logsigmoid(-self.eta))
+        # x_d log sigma(eta_d) + (1 - x_d) log sigma(-eta_d), one value
+        # per pixel; `where` picks the term that x_d switches on, so that
+        # theta_d = 0 with x_d = 0 gives log 1 = 0, not 0 * (-inf)
+        log_on, log_off = F.logsigmoid(self.eta), F.logsigmoid(-self.eta)
+        per_pixel = torch.where(x.bool(), log_on, log_off)  # (B, 28, 28)
         return per_pixel.flatten(-len(self.shape)).sum(-1)  # (B,)
 
     @torch.no_grad()

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from genai_course.train import History
 
@@ -65,8 +66,8 @@ def image_grid(images, nrow: int = 8, *, title: str | None = None, padding: int 
         top = padding + (k // nrow) * (h + padding)
         left = padding + (k % nrow) * (w + padding)
         canvas[top : top + h, left : left + w] = image
-    scale = min(1.0, 10 / cols)  # inches per image; at most 10 inches wide
-    fig, ax = plt.subplots(figsize=(max(cols * scale, 2.5), rows * scale + (0.4 if title else 0)))
+    inches = min(2.0, 10 / cols)  # per image: at most 10 inches wide in all
+    fig, ax = plt.subplots(figsize=(cols * inches, rows * inches + (0.4 if title else 0)))
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     if title:
@@ -90,6 +91,7 @@ def plot_history(history: History, *, logy: bool = False) -> Figure:
         x = np.arange(1, len(values) + 1)
         ax.plot(x, values, marker="o" if unit == "epoch" else None)
         ax.set_xlabel(unit)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(key)
         if logy:
             ax.set_yscale("log")

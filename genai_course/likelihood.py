@@ -58,9 +58,7 @@ def fit_bernoulli(x) -> Bernoulli:
     x = _data(x, "x")
     if not ((x == 0) | (x == 1)).all():
         raise ValueError("x must be binary (0 or 1) to fit a Bernoulli")
-    return Bernoulli(
-        x.to(torch.get_default_dtype() if not x.is_floating_point() else x.dtype).mean(0)
-    )
+    return Bernoulli(_floating(x).mean(0))
 
 
 def fit_categorical(x, num_classes: int) -> Categorical:
@@ -82,11 +80,7 @@ def fit_normal(x) -> Normal:
     r"""MLE of a Gaussian, per column: :math:`\hat\mu = \frac1N\sum_i x_i`,
     :math:`\hat\sigma^2 = \frac1N \sum_i (x_i - \hat\mu)^2` (divided by :math:`N`,
     not :math:`N - 1`: the MLE is biased)."""
-    x = (
-        _data(x).to(torch.get_default_dtype())
-        if not torch.as_tensor(x).is_floating_point()
-        else _data(x)
-    )
+    x = _floating(_data(x, "x"))
     mu = x.mean(0)
     sigma = ((x - mu) ** 2).mean(0).sqrt()
     if (sigma == 0).any():

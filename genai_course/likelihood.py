@@ -88,17 +88,30 @@ def fit_normal(x) -> Normal:
     return Normal(mu, sigma)
 
 
-def fit_multivariate_normal(x) -> MultivariateNormal:
+def fit_multivariate_normal(x, jitter: float = 0.0) -> MultivariateNormal:
     r"""MLE of a multivariate Gaussian from rows of ``x`` (N, D):
     :math:`\hat\mu = \frac1N\sum_i x_i`,
-    :math:`\hat\Sigma = \frac1N\sum_i (x_i - \hat\mu)(x_i - \hat\mu)^\top`."""
+    :math:`\hat\Sigma = \frac1N\sum_i (x_i - \hat\mu)(x_i - \hat\mu)^\top`.
+
+    When some direction of the data has no variance (a pixel that is always
+    black, or fewer rows than columns), :math:`\hat\Sigma` is singular and no
+    density exists; ``jitter`` adds :math:`\epsilon I` to it, the usual fix.
+    """
     x = _floating(_data(x, "x"))
     if x.ndim != 2:
         raise ValueError(f"x must have shape (N, D), got {tuple(x.shape)}")
+    if jitter < 0:
+        raise ValueError(f"jitter must be >= 0, got {jitter!r}")
     mu = x.mean(0)
     centred = x - mu  # (N, D)
     cov = centred.T @ centred / len(x)  # (D, D)
-    return MultivariateNormal(mu, (cov + cov.T) / 2)
+    cov = (cov + cov.T) / 2 + jitter * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    try:
+        return MultivariateNormal(mu, cov)
+    except ValueError as err:
+        raise ValueError(
+            f"the covariance of x is singular ({err}); pass jitter > 0 (e.g. 1e-3)"
+        ) from None
 
 
 def fit_by_gradient(

@@ -49,6 +49,31 @@ def gradient_descent(
     return torch.stack(path)
 
 
+def trajectory(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x0,
+    make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
+    steps: int,
+) -> torch.Tensor:
+    """Minimise ``f`` from ``x0`` with an optimizer; return the path, shape (steps + 1, D).
+
+    ``make_optimizer`` builds the optimizer for a list of parameters, e.g.
+    ``lambda params: Adam(params, lr=0.1)``; the gradient comes from autograd.
+    """
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    x = torch.as_tensor(x0).detach().clone()
+    x = (x if x.is_floating_point() else x.to(torch.get_default_dtype())).requires_grad_(True)
+    optimizer = make_optimizer([x])
+    path = [x.detach().clone()]
+    for _ in range(steps):
+        optimizer.zero_grad()
+        f(x).backward()
+        optimizer.step()
+        path.append(x.detach().clone())
+    return torch.stack(path)
+
+
 class SGD(torch.optim.Optimizer):
     r"""Stochastic gradient descent with momentum, as ``torch.optim.SGD`` defines it.
 

@@ -28,7 +28,7 @@ def _param(value, name: str) -> torch.Tensor:
 
 def _value(x, like: torch.Tensor) -> torch.Tensor:
     """An argument of log_prob as a tensor of the parameters' dtype and device."""
-    return torch.as_tensor(x, device=like.device).to(like.dtype)
+    return torch.as_tensor(x, dtype=like.dtype, device=like.device)
 
 
 def _check_probability(p: torch.Tensor, name: str) -> None:

@@ -1,0 +1,214 @@
+import math
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from genai_course.distributions import (
+    Bernoulli,
+    Binomial,
+    Categorical,
+    Multinomial,
+    MultivariateNormal,
+    Normal,
+)
+
+TOL = dict(rtol=1e-10, atol=1e-10)
+probability = st.one_of(
+    st.sampled_from([0.0, 1.0, 1e-300, 1 - 1e-16]), st.floats(0, 1, allow_subnormal=False)
+)
+
+
+def simplex(k_min=2, k_max=6):
+    """Probability vectors, some with zeros."""
+    return (
+        hnp.arrays(
+            np.float64,
+            st.integers(k_min, k_max),
+            elements=st.one_of(st.just(0.0), st.floats(1e-3, 1)),
+        )
+        .filter(lambda w: w.sum() > 0)
+        .map(lambda w: w / w.sum())
+    )
+
+
+def close(ours: torch.Tensor, reference) -> None:
+    np.testing.assert_allclose(ours.numpy(), np.asarray(reference, dtype=np.float64), **TOL)
+
+
+# -- agreement with scipy.stats --------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(p=probability, x=st.sampled_from([0.0, 1.0, -1.0, 0.5, 2.0]))
+def test_bernoulli_matches_scipy(p, x):
+    dist = Bernoulli(torch.tensor(p, dtype=torch.float64))
+    close(dist.log_prob(x), stats.bernoulli.logpmf(x, p))
+    close(dist.entropy(), stats.bernoulli.entropy(p))
+    close(dist.prob(x), stats.bernoulli.pmf(x, p))
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(0, 300), p=probability, k=st.integers(-2, 305), fractional=st.booleans())
+def test_binomial_matches_scipy(n, p, k, fractional):
+    k = k + 0.5 if fractional else float(k)
+    dist = Binomial(n, torch.tensor(p, dtype=torch.float64))
+    close(dist.log_prob(k), stats.binom.logpmf(k, n, p))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 60), p=st.floats(0, 1, allow_subnormal=False))
+def test_binomial_entropy_matches_scipy(n, p):
+    close(Binomial(n, torch.tensor(p, dtype=torch.float64)).entropy(), stats.binom.entropy(n, p))
+
+
+@settings(max_examples=100, deadline=None)
+@given(probs=simplex(), x=st.integers(-1, 7))
+def test_categorical_matches_scipy(probs, x):
+    dist = Categorical(torch.from_numpy(probs))
+    one_hot = np.eye(len(probs))[x] if 0 <= x < len(probs) else np.zeros(len(probs))
+    close(dist.log_prob(float(x)), stats.multinomial.logpmf(one_hot, 1, probs))
+    close(dist.entropy(), stats.entropy(probs))
+
+
+@settings(max_examples=100, deadline=None)
+@given(probs=simplex(), n=st.integers(0, 30), data=st.data())
+def test_multinomial_matches_scipy(probs, n, data):
+    counts = data.draw(hnp.arrays(np.int64, len(probs), elements=st.integers(0, n)))
+    if data.draw(st.booleans()):  # make the counts sum to n half of the time
+        counts = np.random.default_rng(n).multinomial(n, probs)
+    dist = Multinomial(n, torch.from_numpy(probs))
+    close(
+        dist.log_prob(torch.from_numpy(counts).double()), stats.multinomial.logpmf(counts, n, probs)
+    )
+
+
+@settings(max_examples=20, deadline=None)
+@given(probs=simplex(2, 4), n=st.integers(0, 12))
+def test_multinomial_entropy_matches_scipy(probs, n):
+    close(Multinomial(n, torch.from_numpy(probs)).entropy(), stats.multinomial.entropy(n, probs))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    loc=st.floats(-1e3, 1e3),
+    scale=st.floats(1e-3, 1e3),
+    x=st.one_of(st.floats(-1e4, 1e4), st.sampled_from([-1e150, 1e150])),
+)
+def test_normal_matches_scipy_far_into_the_tails(loc, scale, x):
+    dist = Normal(torch.tensor(loc, dtype=torch.float64), torch.tensor(scale, dtype=torch.float64))
+    ours = dist.log_prob(x)
+    assert math.isfinite(ours.item())
+    np.testing.assert_allclose(ours.numpy(), stats.norm.logpdf(x, loc, scale), rtol=1e-10)
+    close(dist.entropy(), stats.norm.entropy(loc, scale))
+
+
+@settings(max_examples=40, deadline=None)
+@given(dim=st.integers(1, 5), seed=st.integers(0, 10_000))
+def test_multivariate_normal_matches_scipy(dim, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(dim, dim))
+    cov = a @ a.T + 0.1 * np.eye(dim)
+    loc = rng.normal(size=dim)
+    x = rng.normal(size=(7, dim)) * 3
+    dist = MultivariateNormal(torch.from_numpy(loc), torch.from_numpy(cov))
+    reference = stats.multivariate_normal(loc, cov)
+    close(dist.log_prob(torch.from_numpy(x)), reference.logpdf(x).reshape(7))
+    close(dist.entropy(), reference.entropy())
+
+
+# -- dtype, broadcasting, moments ------------------------------------------------
+
+
+def test_float64_in_float64_out_and_broadcasting():
+    dist = Normal(torch.zeros(3, dtype=torch.float64), torch.ones(2, 1, dtype=torch.float64))
+    assert dist.log_prob(0.5).shape == (2, 3) and dist.log_prob(0.5).dtype == torch.float64
+    assert Bernoulli(0.3).p.dtype == torch.float32
+    assert Binomial(torch.tensor([5, 10]), torch.tensor([[0.1], [0.9]])).log_prob(3).shape == (2, 2)
+    probs = torch.tensor([[0.2, 0.8], [0.5, 0.5]], dtype=torch.float64)
+    assert Categorical(probs).log_prob(torch.tensor([1.0, 0.0])).dtype == torch.float64
+
+
+SAMPLE = 200_000
+
+
+@pytest.mark.parametrize(
+    "dist",
+    [
+        Bernoulli(torch.tensor(0.3, dtype=torch.float64)),
+        Binomial(20, torch.tensor(0.35, dtype=torch.float64)),
+        Normal(torch.tensor(-2.0, dtype=torch.float64), torch.tensor(3.0, dtype=torch.float64)),
+        Categorical(torch.tensor([0.1, 0.6, 0.3], dtype=torch.float64)),
+        Multinomial(7, torch.tensor([0.1, 0.6, 0.3], dtype=torch.float64)),
+    ],
+    ids=lambda d: type(d).__name__,
+)
+def test_sample_moments_match_the_formulas(dist):
+    """Fixed seed, tolerance five standard errors: cannot fail by chance."""
+    x = dist.sample((SAMPLE,), generator=torch.Generator().manual_seed(0))
+    if isinstance(dist, Categorical):
+        x = torch.nn.functional.one_hot(x.long(), 3).double()  # moments of the one-hot vector
+    standard_error = (dist.variance / SAMPLE).sqrt()
+    assert (x.mean(0) - dist.mean).abs().le(5 * standard_error).all()
+    # the variance of a sample variance is about (mu_4 - sigma^4) / N; 5 SE of it, bounded by 0.02
+    assert torch.allclose(x.var(0), dist.variance, rtol=0.02, atol=1e-3)
+
+
+def test_multivariate_normal_sampler_has_the_covariance():
+    cov = torch.tensor([[2.0, 1.2], [1.2, 1.0]], dtype=torch.float64)
+    dist = MultivariateNormal(torch.tensor([1.0, -1.0], dtype=torch.float64), cov)
+    x = dist.sample((SAMPLE,), generator=torch.Generator().manual_seed(0))  # (N, 2)
+    assert x.shape == (SAMPLE, 2)
+    torch.testing.assert_close(x.mean(0), dist.mean, atol=0.02, rtol=0)
+    torch.testing.assert_close(torch.cov(x.T), cov, atol=0.03, rtol=0)
+    assert torch.equal(dist.variance, torch.diagonal(cov))
+
+
+def test_sampling_is_reproducible_with_a_generator():
+    dist = Normal(0.0, 1.0)
+    a = dist.sample((5,), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, dist.sample((5,), generator=torch.Generator().manual_seed(3)))
+
+
+# -- bad parameters ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Bernoulli(1.2), r"p must be a probability in \[0, 1\]"),
+        (lambda: Bernoulli(float("nan")), "p contains NaN"),
+        (lambda: Binomial(-1, 0.5), "n must be a non-negative integer"),
+        (lambda: Binomial(2.5, 0.5), "n must be a non-negative integer"),
+        (lambda: Binomial(torch.tensor([1, 2, 3]), torch.tensor([0.1, 0.2])), "must broadcast"),
+        (lambda: Categorical([0.5, 0.6]), "probs must sum to 1"),
+        (lambda: Categorical([-0.5, 1.5]), "probs must be non-negative"),
+        (lambda: Categorical(1.0), "probs must be a vector"),
+        (lambda: Multinomial(3.0, [0.5, 0.5]), "n must be a non-negative int"),
+        (lambda: Normal(0.0, 0.0), "scale must be > 0"),
+        (lambda: Normal(torch.zeros(3), torch.ones(2)), "loc and scale must broadcast"),
+        (
+            lambda: MultivariateNormal(torch.zeros(2), torch.eye(3)),
+            r"cov must have shape \(\.\.\., 2, 2\)",
+        ),
+        (
+            lambda: MultivariateNormal(torch.zeros(2), torch.tensor([[1.0, 0.5], [0.0, 1.0]])),
+            "symmetric",
+        ),
+        (
+            lambda: MultivariateNormal(torch.zeros(2), torch.tensor([[1.0, 2.0], [2.0, 1.0]])),
+            "positive definite",
+        ),
+        (
+            lambda: Multinomial(2, [0.5, 0.5]).log_prob(torch.tensor([1.0, 1.0, 0.0])),
+            "counts for the 2",
+        ),
+    ],
+)
+def test_bad_parameters_are_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -74,7 +74,26 @@ def trajectory(
     return torch.stack(path)
 
 
-class SGD(torch.optim.Optimizer):
+class _PerParameter(torch.optim.Optimizer):
+    """The loop every optimizer here shares: apply ``_update`` to each parameter."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for theta in group["params"]:
+                if theta.grad is not None:
+                    self._update(theta, theta.grad, self.state[theta], group)
+        return loss
+
+    def _update(self, theta: torch.Tensor, grad: torch.Tensor, state: dict, group: dict):
+        raise NotImplementedError
+
+
+class SGD(_PerParameter):
     r"""Stochastic gradient descent with momentum, as ``torch.optim.SGD`` defines it.
 
     With :math:`g_t = \nabla f(\theta_t) + \lambda \theta_t` (weight decay
@@ -111,31 +130,20 @@ class SGD(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            mu, tau = group["momentum"], group["dampening"]
-            for theta in group["params"]:
-                if theta.grad is None:
-                    continue
-                g = theta.grad + group["weight_decay"] * theta
-                if mu != 0:
-                    state = self.state[theta]
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = g.clone()  # b_1 = g_1
-                    else:
-                        state["momentum_buffer"].mul_(mu).add_(g, alpha=1 - tau)
-                    b = state["momentum_buffer"]
-                    g = g + mu * b if group["nesterov"] else b
-                theta.add_(g, alpha=-group["lr"])
-        return loss
+    def _update(self, theta, grad, state, group):
+        mu, tau = group["momentum"], group["dampening"]
+        g = grad + group["weight_decay"] * theta
+        if mu != 0:
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = g.clone()  # b_1 = g_1
+            else:
+                state["momentum_buffer"].mul_(mu).add_(g, alpha=1 - tau)
+            b = state["momentum_buffer"]
+            g = g + mu * b if group["nesterov"] else b
+        theta.add_(g, alpha=-group["lr"])
 
 
-class Adam(torch.optim.Optimizer):
+class Adam(_PerParameter):
     r"""Adam (Kingma and Ba, 2015), as ``torch.optim.Adam`` defines it.
 
     With :math:`g_t = \nabla f(\theta_{t-1}) + \lambda \theta_{t-1}`:
@@ -168,28 +176,17 @@ class Adam(torch.optim.Optimizer):
             params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         )
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for theta in group["params"]:
-                if theta.grad is None:
-                    continue
-                g = theta.grad + group["weight_decay"] * theta
-                state = self.state[theta]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(theta)  # m
-                    state["exp_avg_sq"] = torch.zeros_like(theta)  # v
-                state["step"] += 1
-                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                m_hat = m / (1 - beta1**t)
-                v_hat = v / (1 - beta2**t)
-                theta.sub_(group["lr"] * m_hat / (v_hat.sqrt() + group["eps"]))
-        return loss
+    def _update(self, theta, grad, state, group):
+        beta1, beta2 = group["betas"]
+        g = grad + group["weight_decay"] * theta
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(theta)  # m
+            state["exp_avg_sq"] = torch.zeros_like(theta)  # v
+        state["step"] += 1
+        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        m_hat = m / (1 - beta1**t)
+        v_hat = v / (1 - beta2**t)
+        theta.sub_(group["lr"] * m_hat / (v_hat.sqrt() + group["eps"]))

@@ -347,14 +347,18 @@ class MultivariateNormal(Distribution):
     def log_prob(self, x) -> torch.Tensor:
         x = _value(x, self.loc)
         diff = x - self.loc  # (..., D)
-        batch = diff.shape[:-1]
-        tril = self.scale_tril.expand(
-            *torch.broadcast_shapes(batch, self.scale_tril.shape[:-2]), *self.scale_tril.shape[-2:]
-        )
-        z = torch.linalg.solve_triangular(
-            tril, diff.expand(*tril.shape[:-2], diff.shape[-1])[..., None], upper=False
-        )[..., 0]  # L^{-1} (x - mu): (..., D)
         dim = self.loc.shape[-1]
+        tril = self.scale_tril
+        if tril.ndim == 2:
+            # one Sigma for every x: solve for all of them at once, (D, M)
+            z = torch.linalg.solve_triangular(tril, diff.reshape(-1, dim).T, upper=False)
+            z = z.T.reshape(diff.shape)
+        else:
+            batch = torch.broadcast_shapes(diff.shape[:-1], tril.shape[:-2])
+            z = torch.linalg.solve_triangular(
+                tril.expand(*batch, dim, dim), diff.expand(*batch, dim)[..., None], upper=False
+            )[..., 0]
+        # z = L^{-1} (x - mu), so that |z|^2 = (x - mu)^T Sigma^{-1} (x - mu)
         return -0.5 * (z**2).sum(-1) - self._half_log_det() - 0.5 * dim * math.log(2 * math.pi)
 
     def sample(self, shape=(), generator=None) -> torch.Tensor:

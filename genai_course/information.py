@@ -66,6 +66,13 @@ def gaussian_kl(mu_q, logvar_q, mu_p=0.0, logvar_p=0.0) -> torch.Tensor:
     mu_q, logvar_q = torch.as_tensor(mu_q), torch.as_tensor(logvar_q)
     mu_p = torch.as_tensor(mu_p, dtype=mu_q.dtype, device=mu_q.device)
     logvar_p = torch.as_tensor(logvar_p, dtype=mu_q.dtype, device=mu_q.device)
+    shapes = [tuple(t.shape) for t in (mu_q, logvar_q, mu_p, logvar_p)]
+    try:
+        torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        raise ValueError(
+            f"mu_q, logvar_q, mu_p and logvar_p must broadcast; got shapes {shapes}"
+        ) from None
     terms = logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1
     return 0.5 * terms.sum(-1)
 

@@ -108,9 +108,10 @@ def fit_multivariate_normal(x, jitter: float = 0.0) -> MultivariateNormal:
     cov = (cov + cov.T) / 2 + jitter * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
     try:
         return MultivariateNormal(mu, cov)
-    except ValueError as err:
+    except ValueError:
         raise ValueError(
-            f"the covariance of x is singular ({err}); pass jitter > 0 (e.g. 1e-3)"
+            "the covariance of x is singular: some direction of the data has no "
+            "variance. Pass jitter > 0, e.g. jitter=1e-3"
         ) from None
 
 

@@ -24,7 +24,7 @@ def gradient_descent(
     steps: int,
     grad: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    r"""Run :math:`x_{t+1} = x_t - \eta \nabla f(x_t)` and return the path, shape (steps + 1, D).
+    r"""Run :math:`x_{t+1} = x_t - \eta \nabla f(x_t)`; return the path, (steps + 1, D).
 
     ``grad`` is the gradient written by hand; without it, autograd computes
     :math:`\nabla f` from ``f``. A path that overflows is returned as it is

@@ -212,3 +212,29 @@ def test_sampling_is_reproducible_with_a_generator():
 def test_bad_parameters_are_named(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_multivariate_normal_batched_covariances_and_many_points():
+    rng = np.random.default_rng(1)
+    covs = np.stack([a @ a.T + np.eye(3) for a in rng.normal(size=(4, 3, 3))])  # (4, 3, 3)
+    loc = rng.normal(size=(4, 3))
+    x = rng.normal(size=(2, 1, 3))  # broadcasts against the batch of 4
+    ours = MultivariateNormal(torch.from_numpy(loc), torch.from_numpy(covs)).log_prob(
+        torch.from_numpy(x)
+    )
+    reference = np.stack(
+        [
+            [stats.multivariate_normal(loc[b], covs[b]).logpdf(x[i, 0]) for b in range(4)]
+            for i in range(2)
+        ]
+    )
+    close(ours, reference)
+    # one covariance, many points: solved at once, no copy of Sigma per point
+    dist = MultivariateNormal(
+        torch.zeros(784, dtype=torch.float64), torch.eye(784, dtype=torch.float64)
+    )
+    points = torch.zeros(10_000, 784, dtype=torch.float64)
+    expected = -0.5 * 784 * math.log(2 * math.pi)
+    torch.testing.assert_close(
+        dist.log_prob(points), torch.full((10_000,), expected, dtype=torch.float64)
+    )

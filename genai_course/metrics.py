@@ -1,19 +1,366 @@
-r"""Measures of generative models (chapter 8 builds on these).
+r"""Chapter 8: measuring generative models.
 
-Negative log-likelihoods in the book are in nats per example. Dividing by
-the number of dimensions :math:`D` and by :math:`\ln 2` gives *bits per
-dimension*, which compares models across image sizes (Theis et al., 2016).
+* **Likelihood.** Negative log-likelihoods are in nats per example. Dividing
+  by the number of dimensions :math:`D` and by :math:`\ln 2` gives *bits per
+  dimension*, which compares models across data sizes (Theis et al., 2016).
+* **Fréchet distance** between Gaussians fitted to features of real and
+  generated images, the features coming from :class:`FashionClassifier`, a
+  small CNN trained here on Fashion-MNIST (Inception features, the usual
+  choice for photographs, mean little on 28 x 28 grey images).
+* **Precision and recall** with k-nearest-neighbour manifolds
+  (Kynkäänniemi et al., 2019): quality and diversity as two numbers.
+* **Mode coverage** on 2-D mixtures, and a **memorisation** check.
+
+Retrain the shipped classifier from scratch with
+``python -m genai_course.metrics train-classifier``.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
 import math
+import time
+from importlib import resources
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genai_course.config import seed_everything
+from genai_course.device import get_device
+
+# -- likelihood units ------------------------------------------------------------
 
 
-def bits_per_dim(nll_nats: float | torch.Tensor, dims: int) -> float | torch.Tensor:
-    r"""Bits per dimension of an NLL in nats: :math:`\mathrm{NLL} / (D \ln 2)`."""
-    if not isinstance(dims, int) or isinstance(dims, bool) or dims < 1:
-        raise ValueError(f"dims must be a positive int, got {dims!r}")
-    return nll_nats / (dims * math.log(2))
+def bits_per_dim(nll_nats: float | torch.Tensor, num_dims: int) -> float | torch.Tensor:
+    r"""Bits per dimension of an NLL in nats: :math:`\mathrm{NLL} / (D \ln 2)`.
+
+    (Nats to bits: divide by :math:`\ln 2`. Per example to per dimension:
+    divide by :math:`D`, e.g. 784 for a 28 x 28 image.)
+    """
+    if not isinstance(num_dims, int) or isinstance(num_dims, bool) or num_dims < 1:
+        raise ValueError(f"num_dims must be a positive int, got {num_dims!r}")
+    return nll_nats / (num_dims * math.log(2))
+
+
+# -- the feature extractor -------------------------------------------------------
+
+WEIGHTS = "fashion_classifier.pt"
+WEIGHTS_SHA256 = "3d3791e21e6877701b50814deaba55036d7b7d16deb5bbce4172dfcf55457744"
+PIXEL_MEAN, PIXEL_STD = 0.2860, 0.3530  # of the Fashion-MNIST training images in [0, 1]
+
+
+def as_images(images, name: str = "images") -> torch.Tensor:
+    """Images as floats in [0, 1] of shape (N, 1, 28, 28).
+
+    Takes (N, 28, 28), (N, 784) or (N, 1, 28, 28); uint8 (0..255) or floats in [0, 1].
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+    shape = tuple(images.shape)
+    if images.ndim == 2 and shape[1] == 784:
+        images = images.reshape(-1, 1, 28, 28)
+    elif images.ndim == 3 and shape[1:] == (28, 28):
+        images = images[:, None]
+    elif not (images.ndim == 4 and shape[1:] == (1, 28, 28)):
+        raise ValueError(
+            f"{name} must have shape (N, 28, 28), (N, 784) or (N, 1, 28, 28); got {shape}"
+        )
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    if not images.is_floating_point():
+        raise TypeError(f"{name} must be uint8 or floating point, got {images.dtype}")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError(
+            f"{name} must be in [0, 1] (or uint8); got values from {images.min().item():.3g} "
+            f"to {images.max().item():.3g}. Images in [-1, 1] map back with (x + 1) / 2"
+        )
+    return images.float()
+
+
+class FashionClassifier(nn.Module):
+    """A small CNN for Fashion-MNIST: three conv-ReLU-maxpool blocks
+    (16, 32, 64 channels; 28 -> 14 -> 7 -> 3 pixels), a 128-unit hidden layer
+    (the *features*), and the 10 class logits."""
+
+    def __init__(self):
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+        self.conv = nn.Sequential(block(1, 16), block(16, 32), block(32, 64), nn.Flatten())
+        self.hidden = nn.Sequential(nn.Linear(64 * 3 * 3, 128), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, 10))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits, (N, 10), of images in any form :func:`as_images` takes."""
+        return self.head(self._features(images))
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        x = as_images(images).to(self.head[1].weight.device)  # (N, 1, 28, 28)
+        x = (x - PIXEL_MEAN) / PIXEL_STD
+        return self.hidden(self.conv(x))  # (N, 128)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """The 128 penultimate activations of each image: (N, 128), in eval mode."""
+        was_training = self.training
+        self.eval()
+        out = torch.cat([self._features(b) for b in as_images(images).split(batch_size)])
+        self.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """The most probable class of each image: (N,) int64."""
+        return self.head[1](self.features(images, batch_size)).argmax(-1)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_classifier(path: str | Path | None = None, device=None) -> FashionClassifier:
+    """The shipped, trained :class:`FashionClassifier`, checked by SHA-256 and in eval mode.
+
+    ``path`` loads another weights file (e.g. one you retrained); its
+    checksum is then not checked against the shipped one.
+    """
+    shipped = path is None
+    path = (
+        Path(path)
+        if path is not None
+        else Path(resources.files("genai_course") / "weights" / WEIGHTS)
+    )
+    if shipped and _sha256(path) != WEIGHTS_SHA256:
+        raise ValueError(
+            f"{path} does not have the SHA-256 of the shipped classifier weights: the file is "
+            "corrupt or was changed. Reinstall the package, or retrain with "
+            "`python -m genai_course.metrics train-classifier`"
+        )
+    model = FashionClassifier()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(device or get_device()).eval()
+
+
+def train_classifier(
+    epochs: int = 12, seed: int = 0, device=None
+) -> tuple[FashionClassifier, float]:
+    """Train a :class:`FashionClassifier` from scratch; return it and its test accuracy."""
+    from genai_course.data import load_fashion_mnist
+    from genai_course.train import fit
+
+    seed_everything(seed)
+    device = device or get_device()
+    train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+    model = FashionClassifier().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    fit(
+        model,
+        optimizer,
+        (train.images.to(device), train.labels.to(device)),
+        lambda x, y: F.cross_entropy(model(x), y, reduction="none"),
+        epochs=epochs,
+        batch_size=128,
+        seed=seed,
+        desc="classifier",
+    )
+    accuracy = (model.predict(test.images.to(device)).cpu() == test.labels).float().mean().item()
+    return model.eval(), accuracy
+
+
+# -- Fréchet distance -------------------------------------------------------------
+
+
+def _gaussian_stats(features: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (N - 1)-normalised covariance of rows of ``features`` (N, D), in float64."""
+    if not isinstance(features, torch.Tensor) or features.ndim != 2:
+        raise ValueError(f"{name} must be a tensor of shape (N, D)")
+    if len(features) < 2:
+        raise ValueError(f"{name} has {len(features)} rows; a covariance needs at least 2")
+    x = features.double()
+    return x.mean(0), torch.cov(x.T).reshape(x.shape[1], x.shape[1])
+
+
+def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
+    """Symmetric square root of a symmetric positive semi-definite matrix."""
+    eigenvalues, vectors = torch.linalg.eigh(matrix)
+    return (vectors * eigenvalues.clamp(min=0).sqrt()) @ vectors.T
+
+
+def frechet_distance(mu1, cov1, mu2, cov2) -> float:
+    r"""Fréchet (2-Wasserstein) distance between :math:`\mathcal{N}(\mu_1, \Sigma_1)`
+    and :math:`\mathcal{N}(\mu_2, \Sigma_2)`, squared:
+
+    .. math:: d^2 = \lVert \mu_1 - \mu_2 \rVert^2
+       + \operatorname{tr}\big(\Sigma_1 + \Sigma_2 - 2 (\Sigma_1 \Sigma_2)^{1/2}\big).
+
+    :math:`\operatorname{tr}(\Sigma_1\Sigma_2)^{1/2}` is computed as
+    :math:`\sum_i \sqrt{\lambda_i}` over the eigenvalues of the symmetric
+    :math:`\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}` (same eigenvalues, and no
+    complex round-off as with a general matrix square root).
+    """
+    mu1, mu2 = torch.as_tensor(mu1).double(), torch.as_tensor(mu2).double()
+    cov1, cov2 = torch.as_tensor(cov1).double(), torch.as_tensor(cov2).double()
+    dim = mu1.shape[-1] if mu1.ndim == 1 else -1
+    for name, cov in (("cov1", cov1), ("cov2", cov2)):
+        if cov.shape != (dim, dim) or mu2.shape != mu1.shape:
+            raise ValueError(
+                f"mu1 and mu2 must be vectors of one length D and cov1, cov2 (D, D) matrices; "
+                f"got {tuple(mu1.shape)}, {tuple(cov1.shape)}, {tuple(mu2.shape)}, "
+                f"{tuple(cov2.shape)}"
+            )
+        if not torch.allclose(cov, cov.T, rtol=1e-6, atol=1e-10):
+            raise ValueError(f"{name} must be symmetric")
+    root1 = _sqrt_psd(cov1)
+    middle = root1 @ cov2 @ root1
+    trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    distance = ((mu1 - mu2) ** 2).sum() + cov1.trace() + cov2.trace() - 2 * trace_root
+    return max(distance.item(), 0.0)
+
+
+def fid(real_images, fake_images, classifier: FashionClassifier | None = None) -> float:
+    """Fréchet distance between the classifier features of two sets of images.
+
+    The estimate is biased: it depends on the number of images (smaller sets
+    give larger values). Compare models only at equal numbers of images,
+    and say how many.
+    """
+    classifier = classifier or load_classifier()
+    real = classifier.features(as_images(real_images, "real_images"))
+    fake = classifier.features(as_images(fake_images, "fake_images"))
+    return frechet_distance(
+        *_gaussian_stats(real, "real_images"), *_gaussian_stats(fake, "fake_images")
+    )
+
+
+# -- precision and recall --------------------------------------------------------
+
+
+def _check_points(points, name: str) -> torch.Tensor:
+    if not isinstance(points, torch.Tensor) or points.ndim != 2 or len(points) == 0:
+        raise ValueError(f"{name} must be a non-empty tensor of shape (N, D)")
+    return points.float()
+
+
+def _kth_neighbour_distance(points: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    """Distance from each point to its k-th nearest other point: (N,)."""
+    radii = [
+        torch.cdist(block, points).kthvalue(k + 1, dim=1).values  # k + 1: itself is at 0
+        for block in points.split(chunk)
+    ]
+    return torch.cat(radii)
+
+
+def _inside_any_ball(queries, centres, radii, chunk: int = 2048) -> torch.Tensor:
+    """Whether each query lies within radius of at least one centre: (M,) bool."""
+    return torch.cat(
+        [(torch.cdist(block, centres) <= radii).any(dim=1) for block in queries.split(chunk)]
+    )
+
+
+def precision_recall(real_features, fake_features, k: int = 3) -> tuple[float, float]:
+    """k-NN precision and recall (Kynkäänniemi et al., 2019).
+
+    Around each real point draw a ball reaching its k-th nearest real
+    neighbour; their union estimates the manifold of real data. *Precision*
+    is the fraction of generated points inside it (quality); *recall* is the
+    fraction of real points inside the same construction built on the
+    generated points (diversity).
+    """
+    real = _check_points(real_features, "real_features")
+    fake = _check_points(fake_features, "fake_features").to(real.device)
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"real_features and fake_features must have the same number of "
+            f"columns, got {real.shape[1]} and {fake.shape[1]}"
+        )
+    if not isinstance(k, int) or k < 1 or k >= min(len(real), len(fake)):
+        raise ValueError(
+            f"k must be an int from 1 to one less than the number of points, got {k!r}"
+        )
+    precision = _inside_any_ball(fake, real, _kth_neighbour_distance(real, k)).float().mean()
+    recall = _inside_any_ball(real, fake, _kth_neighbour_distance(fake, k)).float().mean()
+    return precision.item(), recall.item()
+
+
+# -- mode coverage and memorisation ------------------------------------------------
+
+
+def mode_coverage(samples, centres, scale: float) -> dict[str, float | int]:
+    """For samples of a 2-D mixture with modes at ``centres`` (K, 2) and
+    standard deviation ``scale``: a sample is *good* if it lies within
+    3 x scale of its nearest centre; a mode is *covered* if some good sample
+    is nearest to it. Returns ``modes`` (covered), ``total``, ``good_fraction``.
+    """
+    samples = _check_points(samples, "samples")
+    centres = _check_points(centres, "centres").to(samples.device)
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, got {scale!r}")
+    distance, nearest = torch.cdist(samples, centres).min(dim=1)  # (N,), (N,)
+    good = distance <= 3 * scale
+    covered = torch.unique(nearest[good]).numel()
+    return {"modes": covered, "total": len(centres), "good_fraction": good.float().mean().item()}
+
+
+def memorisation(fake, train, k: int = 1, *, held_out=None) -> dict[str, float]:
+    """Distances from generated points to their k-th nearest training point.
+
+    A model that copies its training data puts its samples much closer to
+    training points than new data from the same distribution lies. Pass
+    ``held_out`` (real points not used for training) to get that baseline and
+    ``ratio`` = median fake distance / median held-out distance: well below 1
+    means copying. Points are rows (N, D); flatten images first.
+    """
+    fake = _check_points(fake, "fake")
+    train = _check_points(train, "train").to(fake.device)
+    if not isinstance(k, int) or k < 1 or k > len(train):
+        raise ValueError(f"k must be an int from 1 to the number of training points, got {k!r}")
+
+    def distances(points: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [torch.cdist(b, train).kthvalue(k, dim=1).values for b in points.split(2048)]
+        )
+
+    result = {"fake_median": distances(fake).median().item()}
+    if held_out is not None:
+        held = _check_points(held_out, "held_out").to(fake.device)
+        result["held_out_median"] = distances(held).median().item()
+        result["ratio"] = result["fake_median"] / result["held_out_median"]
+    return result
+
+
+def _main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m genai_course.metrics")
+    commands = parser.add_subparsers(dest="command", required=True)
+    retrain = commands.add_parser("train-classifier", help="retrain the feature classifier")
+    retrain.add_argument("--epochs", type=int, default=12)
+    retrain.add_argument("--seed", type=int, default=0)
+    retrain.add_argument(
+        "--out", type=Path, default=Path(str(resources.files("genai_course"))) / "weights"
+    )
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    model, accuracy = train_classifier(args.epochs, args.seed, device=torch.device("cpu"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights = args.out / WEIGHTS
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, weights)
+    record = {
+        "test_accuracy": round(accuracy, 4),
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "sha256": _sha256(weights),
+        "torch": torch.__version__,
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "command": "python -m genai_course.metrics train-classifier",
+    }
+    (args.out / "fashion_classifier.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    _main()

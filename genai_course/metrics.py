@@ -179,8 +179,12 @@ def train_classifier(
 # -- Fréchet distance -------------------------------------------------------------
 
 
-def _gaussian_stats(features: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and (N - 1)-normalised covariance of rows of ``features`` (N, D), in float64."""
+def feature_statistics(
+    features: torch.Tensor, name: str = "features"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Gaussian fitted to rows of ``features`` (N, D): mean (D,) and
+    (N - 1)-normalised covariance (D, D), in float64. Compute it once for a
+    reference set and reuse it with :func:`frechet_distance`."""
     if not isinstance(features, torch.Tensor) or features.ndim != 2:
         raise ValueError(f"{name} must be a tensor of shape (N, D)")
     if len(features) < 2:
@@ -237,7 +241,7 @@ def fid(real_images, fake_images, classifier: FashionClassifier | None = None) -
     real = classifier.features(as_images(real_images, "real_images"))
     fake = classifier.features(as_images(fake_images, "fake_images"))
     return frechet_distance(
-        *_gaussian_stats(real, "real_images"), *_gaussian_stats(fake, "fake_images")
+        *feature_statistics(real, "real_images"), *feature_statistics(fake, "fake_images")
     )
 
 

@@ -196,3 +196,17 @@ def test_shipped_record_matches_the_shipped_weights():
     record = json.loads((folder / "fashion_classifier.json").read_text())
     assert record["sha256"] == metrics.WEIGHTS_SHA256
     assert record["test_accuracy"] >= 0.91
+
+
+def test_fid_is_the_frechet_distance_of_the_feature_statistics():
+    classifier = FashionClassifier()  # untrained is enough: fid is a composition
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.rand(50, 28, 28, generator=g), torch.rand(60, 28, 28, generator=g) ** 2
+    by_hand = frechet_distance(
+        *metrics.feature_statistics(classifier.features(real)),
+        *metrics.feature_statistics(classifier.features(fake)),
+    )
+    assert metrics.fid(real, fake, classifier) == pytest.approx(by_hand)
+    mu, cov = metrics.feature_statistics(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))
+    torch.testing.assert_close(mu, torch.tensor([2.0, 4.0], dtype=torch.float64))
+    torch.testing.assert_close(cov, torch.tensor([[2.0, 4.0], [4.0, 8.0]], dtype=torch.float64))

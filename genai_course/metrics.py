@@ -319,9 +319,13 @@ def memorisation(fake, train, k: int = 1, *, held_out=None) -> dict[str, float]:
 
     A model that copies its training data puts its samples much closer to
     training points than new data from the same distribution lies. Pass
-    ``held_out`` (real points not used for training) to get that baseline and
-    ``ratio`` = median fake distance / median held-out distance: well below 1
-    means copying. Points are rows (N, D); flatten images first.
+    ``held_out`` (real points not used for training) to get that baseline,
+    ``ratio`` = median fake distance / median held-out distance (well below 1
+    means copying) and ``copied_fraction``, the fraction of generated points
+    closer to the training set than 99 % of held-out points are (about 0.01
+    for a model that does not copy; it catches a model that copies only
+    sometimes, which the median hides). Points are rows (N, D); flatten
+    images first.
     """
     fake = _check_points(fake, "fake")
     train = _check_points(train, "train").to(fake.device)
@@ -333,11 +337,14 @@ def memorisation(fake, train, k: int = 1, *, held_out=None) -> dict[str, float]:
             [torch.cdist(b, train).kthvalue(k, dim=1).values for b in points.split(2048)]
         )
 
-    result = {"fake_median": distances(fake).median().item()}
+    fake_distances = distances(fake)
+    result = {"fake_median": fake_distances.median().item()}
     if held_out is not None:
-        held = _check_points(held_out, "held_out").to(fake.device)
-        result["held_out_median"] = distances(held).median().item()
+        held_distances = distances(_check_points(held_out, "held_out").to(fake.device))
+        result["held_out_median"] = held_distances.median().item()
         result["ratio"] = result["fake_median"] / result["held_out_median"]
+        close = fake_distances < held_distances.quantile(0.01)
+        result["copied_fraction"] = close.float().mean().item()
     return result
 
 

@@ -131,22 +131,24 @@ def test_memorisation_flags_copies():
     train, held_out = torch.randn(500, 10, generator=g), torch.randn(200, 10, generator=g)
     honest = memorisation(torch.randn(200, 10, generator=g), train, held_out=held_out)
     copies = memorisation(train[:200] + 1e-3, train, held_out=held_out)
-    assert 0.8 < honest["ratio"] < 1.2
-    assert copies["ratio"] < 0.01
+    assert 0.8 < honest["ratio"] < 1.2 and honest["copied_fraction"] < 0.05
+    assert copies["ratio"] < 0.01 and copies["copied_fraction"] == 1.0
+    # a model that copies one sample in five: the median misses it, the fraction does not
+    some = memorisation(torch.cat([train[:40] + 1e-3, held_out[40:]]), train, held_out=held_out)
+    assert some["ratio"] > 0.8 and some["copied_fraction"] >= 0.2
     assert set(memorisation(held_out, train)) == {"fake_median"}
 
 
 # -- the shipped classifier --------------------------------------------------------------
 
 
-def test_shipped_classifier_is_accurate_on_a_test_subset():
+def test_shipped_classifier_is_accurate_on_the_test_split():
     from genai_course.data import load_fashion_mnist
 
     test = load_fashion_mnist("test")
     classifier = metrics.load_classifier(device="cpu")
-    subset = slice(0, 2000)
-    accuracy = (classifier.predict(test.images[subset]) == test.labels[subset]).float().mean()
-    assert accuracy >= 0.90  # the full test set: see genai_course/weights/fashion_classifier.json
+    accuracy = (classifier.predict(test.images) == test.labels).float().mean()
+    assert accuracy >= 0.91  # recorded in genai_course/weights/fashion_classifier.json
     features = classifier.features(test.images[:5])
     assert features.shape == (5, 128) and (features >= 0).all()
 

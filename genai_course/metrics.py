@@ -123,7 +123,8 @@ class FashionClassifier(nn.Module):
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """The most probable class of each image: (N,) int64."""
-        return self.head[1](self.features(images, batch_size)).argmax(-1)
+        logits = self.head[1](self.features(images, batch_size))  # the linear layer: no dropout
+        return logits.argmax(-1)
 
 
 def _sha256(path: Path) -> str:

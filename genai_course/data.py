@@ -301,7 +301,7 @@ def load_dataset(
     download: bool = True,
 ) -> ImageDataset:
     """Load one split of an IDX image dataset described by ``spec``."""
-    if split not in spec.splits:
+    if not isinstance(split, str) or split not in spec.splits:
         raise ValueError(f"split must be one of {', '.join(map(repr, spec.splits))}, got {split!r}")
     images_file, labels_file = spec.splits[split]
     images = _load_array(spec, images_file, root, download)  # (N, 28, 28)

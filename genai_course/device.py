@@ -39,7 +39,7 @@ def get_device(name: str | None = None) -> torch.device:
     available = available_devices()
     if name is None:
         return torch.device(available[0])
-    kind = name.strip().lower()
+    kind = name.strip().lower() if isinstance(name, str) else None
     if kind not in KNOWN_DEVICES:
         raise ValueError(
             f"{source}={name!r} is not a device type; use one of {', '.join(KNOWN_DEVICES)}"

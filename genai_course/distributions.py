@@ -11,8 +11,11 @@ support get ``log_prob = -inf``, exactly where ``scipy.stats`` gives it.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 
+import numpy as np
 import torch
 
 
@@ -24,6 +27,22 @@ def _param(value, name: str) -> torch.Tensor:
     if torch.isnan(tensor).any():
         raise ValueError(f"{name} contains NaN")
     return tensor
+
+
+def _params(**named) -> tuple[torch.Tensor, ...]:
+    """Parameters as tensors of one floating dtype on one device. Tensors and
+    arrays decide both (float64 if any is float64, the device of the first);
+    Python numbers and lists follow them, as in ``Normal(0.0, sigma64)``."""
+    given = [torch.as_tensor(v) for v in named.values() if isinstance(v, torch.Tensor | np.ndarray)]
+    floating = [t.dtype for t in given if t.is_floating_point()]
+    dtype = (
+        functools.reduce(torch.promote_types, floating) if floating else torch.get_default_dtype()
+    )
+    device = given[0].device if given else None
+    return tuple(
+        _param(torch.as_tensor(value, dtype=dtype, device=device), name)
+        for name, value in named.items()
+    )
 
 
 def _value(x, like: torch.Tensor) -> torch.Tensor:
@@ -116,8 +135,7 @@ class Binomial(Distribution):
     :math:`p(k) = \binom{n}{k} p^k (1 - p)^{n - k}`, :math:`k = 0, \dots, n`."""
 
     def __init__(self, n, p):
-        self.p = _param(p, "p")
-        self.n = _param(n, "n").to(self.p.dtype)
+        self.n, self.p = _params(n=n, p=p)
         _check_probability(self.p, "p")
         _check_count(self.n, "n")
         try:
@@ -156,8 +174,9 @@ class Binomial(Distribution):
 
     def entropy(self) -> torch.Tensor:
         # H = -sum_k p(k) log p(k), summed exactly over k = 0..max(n)
+        batch = torch.broadcast_shapes(self.n.shape, self.p.shape)
         k = torch.arange(int(self.n.max().item()) + 1, dtype=self.p.dtype, device=self.p.device)
-        log_pmf = self.log_prob(k.reshape(-1, *[1] * self.p.ndim))  # (K, *batch)
+        log_pmf = self.log_prob(k.reshape(-1, *[1] * len(batch)))  # (K, *batch)
         return torch.special.entr(log_pmf.exp()).sum(0)  # entr(q) = -q log q
 
 
@@ -218,9 +237,13 @@ class Multinomial(Distribution):
     def __init__(self, n: int, probs):
         self.probs = _param(probs, "probs")
         _check_simplex(self.probs, "probs")
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        try:
+            count = operator.index(n)  # an int, a NumPy integer, a 0-d integer tensor
+        except TypeError:
+            count = -1
+        if isinstance(n, bool) or count < 0:
             raise ValueError(f"n must be a non-negative int, got {n!r}")
-        self.n = n
+        self.n = count
 
     @property
     def mean(self) -> torch.Tensor:
@@ -268,10 +291,14 @@ class Normal(Distribution):
     :math:`\log p(x) = -\frac{(x - \mu)^2}{2\sigma^2} - \log \sigma - \frac12 \log 2\pi`."""
 
     def __init__(self, loc, scale):
-        self.loc = _param(loc, "loc")
-        self.scale = _param(scale, "scale").to(self.loc.dtype)
-        if (self.scale <= 0).any():
-            raise ValueError(f"scale must be > 0; got {self.scale.min().item():.4g}")
+        self.loc, self.scale = _params(loc=loc, scale=scale)
+        if not torch.isfinite(self.loc).all():
+            raise ValueError("loc must be finite")
+        if (self.scale <= 0).any() or not torch.isfinite(self.scale).all():
+            raise ValueError(
+                f"scale must be finite and > 0; got values from {self.scale.min().item():.4g} "
+                f"to {self.scale.max().item():.4g}"
+            )
         try:
             torch.broadcast_shapes(self.loc.shape, self.scale.shape)
         except RuntimeError:
@@ -316,8 +343,7 @@ class MultivariateNormal(Distribution):
     """
 
     def __init__(self, loc, cov):
-        self.loc = _param(loc, "loc")
-        self.covariance = _param(cov, "cov").to(self.loc.dtype)
+        self.loc, self.covariance = _params(loc=loc, cov=cov)
         if self.loc.ndim == 0:
             raise ValueError("loc must be a vector (..., D)")
         dim = self.loc.shape[-1]
@@ -326,7 +352,17 @@ class MultivariateNormal(Distribution):
                 f"cov must have shape (..., {dim}, {dim}) to match loc {tuple(self.loc.shape)}, "
                 f"got {tuple(self.covariance.shape)}"
             )
-        if not torch.allclose(self.covariance, self.covariance.mT, rtol=1e-10, atol=1e-12):
+        try:
+            torch.broadcast_shapes(self.loc.shape[:-1], self.covariance.shape[:-2])
+        except RuntimeError:
+            raise ValueError(
+                f"the batch shapes of loc {tuple(self.loc.shape)} and cov "
+                f"{tuple(self.covariance.shape)} must broadcast"
+            ) from None
+        # symmetric up to the round-off of the dtype (a float32 A A^T is not exactly)
+        tolerance = torch.finfo(self.covariance.dtype).eps ** 0.5
+        size = self.covariance.abs().amax().item()
+        if not torch.allclose(self.covariance, self.covariance.mT, rtol=0, atol=tolerance * size):
             raise ValueError("cov must be symmetric")
         self.scale_tril, info = torch.linalg.cholesky_ex(self.covariance)
         if (info != 0).any():

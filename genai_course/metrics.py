@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import math
+import operator
 import time
 from importlib import resources
 from pathlib import Path
@@ -47,9 +48,13 @@ def bits_per_dim(nll_nats: float | torch.Tensor, num_dims: int) -> float | torch
     (Nats to bits: divide by :math:`\ln 2`. Per example to per dimension:
     divide by :math:`D`, e.g. 784 for a 28 x 28 image.)
     """
-    if not isinstance(num_dims, int) or isinstance(num_dims, bool) or num_dims < 1:
+    try:
+        dims = operator.index(num_dims)  # an int or a NumPy integer
+    except TypeError:
+        dims = 0
+    if isinstance(num_dims, bool) or dims < 1:
         raise ValueError(f"num_dims must be a positive int, got {num_dims!r}")
-    return nll_nats / (num_dims * math.log(2))
+    return nll_nats / (dims * math.log(2))
 
 
 # -- the feature extractor -------------------------------------------------------
@@ -79,6 +84,8 @@ def as_images(images, name: str = "images") -> torch.Tensor:
         return images.float() / 255
     if not images.is_floating_point():
         raise TypeError(f"{name} must be uint8 or floating point, got {images.dtype}")
+    if torch.isnan(images).any():
+        raise ValueError(f"{name} contains NaN")
     if images.numel() and (images.min() < 0 or images.max() > 1):
         raise ValueError(
             f"{name} must be in [0, 1] (or uint8); got values from {images.min().item():.3g} "
@@ -186,8 +193,10 @@ def feature_statistics(
     """The Gaussian fitted to rows of ``features`` (N, D): mean (D,) and
     (N - 1)-normalised covariance (D, D), in float64. Compute it once for a
     reference set and reuse it with :func:`frechet_distance`."""
-    if not isinstance(features, torch.Tensor) or features.ndim != 2:
-        raise ValueError(f"{name} must be a tensor of shape (N, D)")
+    if not isinstance(features, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(features).__name__}")
+    if features.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, D), got {tuple(features.shape)}")
     if len(features) < 2:
         raise ValueError(f"{name} has {len(features)} rows; a covariance needs at least 2")
     x = features.double()
@@ -224,6 +233,12 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
             )
         if not torch.allclose(cov, cov.T, rtol=1e-6, atol=1e-10):
             raise ValueError(f"{name} must be symmetric")
+        smallest = torch.linalg.eigvalsh(cov).min().item() if dim > 0 else 0.0
+        if not smallest >= -1e-8 * max(cov.abs().max().item(), 1.0):  # also catches NaN
+            raise ValueError(
+                f"{name} must be a covariance (positive semi-definite); "
+                f"its smallest eigenvalue is {smallest:.3g}"
+            )
     root1 = _sqrt_psd(cov1)
     middle = root1 @ cov2 @ root1
     trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
@@ -249,10 +264,24 @@ def fid(real_images, fake_images, classifier: FashionClassifier | None = None) -
 # -- precision and recall --------------------------------------------------------
 
 
-def _check_points(points, name: str) -> torch.Tensor:
-    if not isinstance(points, torch.Tensor) or points.ndim != 2 or len(points) == 0:
+def _check_points(points, name: str, like: torch.Tensor | None = None, like_name: str = ""):
+    """Rows of points (N, D) as float32, finite; as wide as ``like`` if given."""
+    if not isinstance(points, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(points).__name__}")
+    if points.ndim != 2 or len(points) == 0:
         raise ValueError(f"{name} must be a non-empty tensor of shape (N, D)")
-    return points.float()
+    if not torch.isfinite(points).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if like is not None and points.shape[1] != like.shape[1]:
+        raise ValueError(
+            f"{name} has {points.shape[1]} columns but {like_name} has {like.shape[1]}"
+        )
+    return points.float() if like is None else points.float().to(like.device)
+
+
+def _check_k(k, most: int) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= most:
+        raise ValueError(f"k must be an int from 1 to {most}, got {k!r}")
 
 
 def _kth_neighbour_distance(points: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
@@ -281,16 +310,8 @@ def precision_recall(real_features, fake_features, k: int = 3) -> tuple[float, f
     generated points (diversity).
     """
     real = _check_points(real_features, "real_features")
-    fake = _check_points(fake_features, "fake_features").to(real.device)
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(
-            f"real_features and fake_features must have the same number of "
-            f"columns, got {real.shape[1]} and {fake.shape[1]}"
-        )
-    if not isinstance(k, int) or k < 1 or k >= min(len(real), len(fake)):
-        raise ValueError(
-            f"k must be an int from 1 to one less than the number of points, got {k!r}"
-        )
+    fake = _check_points(fake_features, "fake_features", real, "real_features")
+    _check_k(k, min(len(real), len(fake)) - 1)  # k-th neighbour other than itself
     precision = _inside_any_ball(fake, real, _kth_neighbour_distance(real, k)).float().mean()
     recall = _inside_any_ball(real, fake, _kth_neighbour_distance(fake, k)).float().mean()
     return precision.item(), recall.item()
@@ -306,9 +327,11 @@ def mode_coverage(samples, centres, scale: float) -> dict[str, float | int]:
     is nearest to it. Returns ``modes`` (covered), ``total``, ``good_fraction``.
     """
     samples = _check_points(samples, "samples")
-    centres = _check_points(centres, "centres").to(samples.device)
-    if scale <= 0:
-        raise ValueError(f"scale must be > 0, got {scale!r}")
+    if samples.shape[1] != 2:
+        raise ValueError(f"samples must be 2-D points (N, 2), got {tuple(samples.shape)}")
+    centres = _check_points(centres, "centres", samples, "samples")
+    if not isinstance(scale, int | float) or not 0 < scale < math.inf:
+        raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     distance, nearest = torch.cdist(samples, centres).min(dim=1)  # (N,), (N,)
     good = distance <= 3 * scale
     covered = torch.unique(nearest[good]).numel()
@@ -329,9 +352,8 @@ def memorisation(fake, train, k: int = 1, *, held_out=None) -> dict[str, float]:
     images first.
     """
     fake = _check_points(fake, "fake")
-    train = _check_points(train, "train").to(fake.device)
-    if not isinstance(k, int) or k < 1 or k > len(train):
-        raise ValueError(f"k must be an int from 1 to the number of training points, got {k!r}")
+    train = _check_points(train, "train", fake, "fake")
+    _check_k(k, len(train))
 
     def distances(points: torch.Tensor) -> torch.Tensor:
         return torch.cat(
@@ -341,7 +363,7 @@ def memorisation(fake, train, k: int = 1, *, held_out=None) -> dict[str, float]:
     fake_distances = distances(fake)
     result = {"fake_median": fake_distances.median().item()}
     if held_out is not None:
-        held_distances = distances(_check_points(held_out, "held_out").to(fake.device))
+        held_distances = distances(_check_points(held_out, "held_out", fake, "fake"))
         result["held_out_median"] = held_distances.median().item()
         result["ratio"] = result["fake_median"] / result["held_out_median"]
         close = fake_distances < held_distances.quantile(0.01)

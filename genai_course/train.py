@@ -137,7 +137,9 @@ def fit(
             metrics as scalars, e.g. ``{"loss_d": ..., "loss_g": ...}``.
         epochs, batch_size: passes over the data; examples per step (the
             last batch of an epoch may be smaller).
-        seed: fixes the order of the examples in every epoch.
+        seed: fixes the order of the examples in every epoch. The order is
+            drawn on the CPU and moved to the device once an epoch, so it is
+            the same on every device.
         evaluate: called in eval mode after each epoch; its metrics (floats)
             go to ``history.epochs``.
         checkpoint: file to write model, optimizers, history, RNG states and
@@ -159,6 +161,11 @@ def fit(
     for name, opt in optimizers.items():
         if not isinstance(opt, torch.optim.Optimizer):
             raise TypeError(f"optimizer {name!r} must be a torch.optim.Optimizer, got {opt!r}")
+    for name, fn in (("loss_fn", loss_fn), ("step", step), ("evaluate", evaluate)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a function, got {fn!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if loss_fn is not None:
         if len(optimizers) != 1:
             raise ValueError("loss_fn trains with one optimizer; pass step= to use several")
@@ -221,6 +228,9 @@ def fit(
             path,
         )
 
+    def checkpoint_due() -> bool:
+        return checkpoint_every is not None and done % checkpoint_every == 0
+
     pending: list[Mapping[str, torch.Tensor | float]] = []  # metrics not yet read back
 
     def record() -> None:
@@ -252,11 +262,11 @@ def fit(
                 pending.append(step(*(t[index] for t in tensors)))
                 done += 1
                 bar.update(1)
-                checkpoint_due = checkpoint_every is not None and done % checkpoint_every == 0
-                if done % log_every == 0 or checkpoint_due or i == steps_per_epoch - 1:
+                last_of_epoch = i == steps_per_epoch - 1
+                if done % log_every == 0 or checkpoint_due() or last_of_epoch:
                     record()
-                if checkpoint_due:
-                    save()
+                if checkpoint_due() and not last_of_epoch:
+                    save()  # at the end of an epoch: after its summary, below
             # end of epoch: the mean of each step metric, then the evaluation
             for key, values in history.steps.items():
                 epoch_values = values[epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch]
@@ -267,6 +277,8 @@ def fit(
                     for key, value in evaluate().items():
                         history.epochs.setdefault(key, []).append(float(value))
                 model.train()
+            if checkpoint_due():
+                save()
     if path is not None:
         save()
     return history

@@ -52,7 +52,7 @@ def image_grid(images, nrow: int = 8, *, title: str | None = None, padding: int 
     ``images``: a tensor or array of shape (N, 28, 28), (N, 784) or
     (N, C, H, W) with C = 1 or 3; uint8 (0..255) or floats in [0, 1].
     """
-    if not isinstance(nrow, int) or nrow < 1:
+    if not isinstance(nrow, int) or isinstance(nrow, bool) or nrow < 1:
         raise ValueError(f"nrow must be a positive int, got {nrow!r}")
     array = _as_grey_or_rgb(images)
     n, h, w = array.shape[:3]

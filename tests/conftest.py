@@ -1,5 +1,6 @@
 import functools
 import http.server
+import socket
 import threading
 
 import pytest
@@ -19,13 +20,25 @@ def isolated_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("GENAI_COURSE_PROGRESS", "0")
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no request log on the test output
+        pass
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: bound, then closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture
 def http_folder(tmp_path):
     """A folder served over HTTP on 127.0.0.1; yields (folder, base_url)."""
     folder = tmp_path / "served"
     folder.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
+    handler = functools.partial(QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -129,6 +129,8 @@ def test_second_load_reads_the_decoded_cache(tmp_path):
 def test_unknown_split_is_named():
     with pytest.raises(ValueError, match=r"split must be one of 'train', got 'valid'"):
         load_dataset(tiny_spec(), "valid")
+    with pytest.raises(ValueError, match=r"split must be one of 'train', got \['train'\]"):
+        load_dataset(tiny_spec(), ["train"])
 
 
 # -- downloads from a local server ---------------------------------------------
@@ -173,9 +175,10 @@ def test_truncated_download_is_refused_and_leaves_nothing(http_folder):
     assert leftovers(data.cache_dir() / "tiny") == []
 
 
-def test_server_down_lists_everything_tried(tmp_path, monkeypatch):
+def test_server_down_lists_everything_tried(tmp_path, monkeypatch, closed_port):
     monkeypatch.setenv("GENAI_COURSE_DATA", str(tmp_path / "env"))
-    spec = tiny_spec("http://127.0.0.1:9", system_dirs=("/nonexistent/tiny",))  # port 9: closed
+    down = f"http://127.0.0.1:{closed_port}"
+    spec = tiny_spec(down, system_dirs=("/nonexistent/tiny",))
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset(spec, root=tmp_path / "root")
     lines = str(info.value).splitlines()
@@ -184,7 +187,7 @@ def test_server_down_lists_everything_tried(tmp_path, monkeypatch):
     assert lines[2].startswith("  - $GENAI_COURSE_DATA: no imgs.gz or imgs in ")
     assert lines[3].startswith("  - user cache: no imgs.gz or imgs in ")
     assert lines[4] == "  - system folder: no imgs.gz or imgs in /nonexistent/tiny"
-    assert lines[5].startswith("  - download http://127.0.0.1:9/imgs.gz: ")
+    assert lines[5].startswith(f"  - download {down}/imgs.gz: ")
     assert "sudo apt install dataset-tiny" in lines[6]
     assert leftovers(tmp_path / "root") == []
 

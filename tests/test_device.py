@@ -42,3 +42,5 @@ def test_missing_device_names_the_available_ones(cpu_only, monkeypatch):
 def test_unknown_device_lists_the_valid_ones(cpu_only):
     with pytest.raises(ValueError, match=r"'tpu' is not a device type; use one of cuda, mps, cpu"):
         device.get_device("tpu")
+    with pytest.raises(ValueError, match=r"name=0 is not a device type"):
+        device.get_device(0)

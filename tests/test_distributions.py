@@ -134,6 +134,30 @@ def test_float64_in_float64_out_and_broadcasting():
     assert Categorical(probs).log_prob(torch.tensor([1.0, 0.0])).dtype == torch.float64
 
 
+def test_mixed_parameters_take_the_wider_dtype():
+    f64 = torch.float64
+    assert Normal(0.0, torch.tensor(2.0, dtype=f64)).log_prob(0.5).dtype == f64
+    assert Binomial(torch.tensor(5.0, dtype=f64), 0.3).log_prob(2).dtype == f64
+    assert MultivariateNormal([0.0, 0.0], torch.eye(2, dtype=f64)).log_prob([0, 0]).dtype == f64
+
+
+def test_float32_covariance_with_round_off_asymmetry_is_accepted():
+    a = torch.randn(10, 10, generator=torch.Generator().manual_seed(0))
+    cov = a @ a.T + torch.eye(10)  # float32: symmetric only up to round-off
+    reference = stats.multivariate_normal(np.zeros(10), cov.double().numpy())
+    x = torch.ones(10)
+    ours = MultivariateNormal(torch.zeros(10), cov).log_prob(x)
+    assert abs(ours.item() - reference.logpdf(x.numpy())) < 1e-4
+
+
+def test_batched_binomial_entropy_and_integer_types_of_n():
+    n = torch.tensor([3.0, 10.0], dtype=torch.float64)
+    expected = [stats.binom(3, 0.2).entropy(), stats.binom(10, 0.2).entropy()]
+    close(Binomial(n, 0.2).entropy(), expected)
+    for count in (np.int64(3), torch.tensor(3)):
+        assert Multinomial(count, [0.5, 0.5]).n == 3
+
+
 SAMPLE = 200_000
 
 
@@ -190,7 +214,17 @@ def test_sampling_is_reproducible_with_a_generator():
         (lambda: Categorical([-0.5, 1.5]), "probs must be non-negative"),
         (lambda: Categorical(1.0), "probs must be a vector"),
         (lambda: Multinomial(3.0, [0.5, 0.5]), "n must be a non-negative int"),
-        (lambda: Normal(0.0, 0.0), "scale must be > 0"),
+        (lambda: Normal(0.0, 0.0), "scale must be finite and > 0"),
+        (lambda: Normal(0.0, -1.0), "scale must be finite and > 0"),
+        (lambda: Normal(0.0, math.inf), "scale must be finite and > 0"),
+        (lambda: Normal(math.inf, 1.0), "loc must be finite"),
+        (lambda: Bernoulli(-0.1), r"p must be a probability in \[0, 1\]"),
+        (lambda: Multinomial(-2, [0.5, 0.5]), "n must be a non-negative int"),
+        (lambda: Multinomial(True, [0.5, 0.5]), "n must be a non-negative int"),
+        (
+            lambda: MultivariateNormal(torch.zeros(4, 2), torch.eye(2).expand(5, 2, 2)),
+            r"batch shapes of loc \(4, 2\) and cov \(5, 2, 2\) must broadcast",
+        ),
         (lambda: Normal(torch.zeros(3), torch.ones(2)), "loc and scale must broadcast"),
         (
             lambda: MultivariateNormal(torch.zeros(2), torch.eye(3)),

@@ -22,6 +22,9 @@ def test_bits_per_dim():
     assert bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="num_dims must be a positive int"):
         bits_per_dim(1.0, 0)
+    with pytest.raises(ValueError, match="num_dims must be a positive int, got True"):
+        bits_per_dim(1.0, True)
+    assert bits_per_dim(784 * math.log(2), np.int64(784)) == pytest.approx(1.0)
 
 
 # -- Fréchet distance ------------------------------------------------------------------
@@ -75,6 +78,8 @@ def test_frechet_distance_names_bad_shapes():
         frechet_distance(
             torch.zeros(2), torch.eye(2), torch.zeros(2), torch.tensor([[1.0, 1.0], [0.0, 1.0]])
         )
+    with pytest.raises(ValueError, match="cov1 must be a covariance .* eigenvalue is -1"):
+        frechet_distance(torch.zeros(2), -torch.eye(2), torch.zeros(2), torch.eye(2))
 
 
 # -- precision and recall ------------------------------------------------------------
@@ -104,12 +109,18 @@ def test_precision_recall_of_known_point_clouds():
 def test_precision_recall_names_bad_arguments():
     with pytest.raises(ValueError, match="k must be an int from 1"):
         precision_recall(torch.zeros(3, 2), torch.zeros(3, 2), k=3)
-    with pytest.raises(ValueError, match="same number of columns"):
+    with pytest.raises(ValueError, match="fake_features has 3 columns but real_features has 2"):
         precision_recall(torch.zeros(5, 2), torch.zeros(5, 3))
     with pytest.raises(
         ValueError, match=r"fake_features must be a non-empty tensor of shape \(N, D\)"
     ):
         precision_recall(torch.zeros(5, 2), torch.zeros(0, 2))
+    with pytest.raises(ValueError, match="real_features contains NaN"):
+        precision_recall(torch.full((5, 2), math.nan), torch.zeros(5, 2))
+    with pytest.raises(TypeError, match="fake_features must be a torch.Tensor, got ndarray"):
+        precision_recall(torch.zeros(5, 2), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="k must be an int from 1 to 4, got True"):
+        precision_recall(torch.zeros(5, 2), torch.zeros(5, 2), k=True)
 
 
 # -- mode coverage and memorisation ----------------------------------------------------
@@ -122,8 +133,12 @@ def test_mode_coverage_on_hand_made_samples():
     stray = torch.tensor([[0.0, 0.0], [10.0, 10.0]])
     result = mode_coverage(torch.cat([near_three, stray]), centres, scale=0.05)
     assert result == {"modes": 3, "total": 8, "good_fraction": pytest.approx(4 / 6)}
-    with pytest.raises(ValueError, match="scale must be > 0"):
+    with pytest.raises(ValueError, match="scale must be a positive finite number"):
         mode_coverage(near_three, centres, scale=0)
+    with pytest.raises(ValueError, match=r"samples must be 2-D points \(N, 2\), got \(4, 3\)"):
+        mode_coverage(torch.zeros(4, 3), torch.zeros(8, 3), scale=0.1)
+    with pytest.raises(ValueError, match="centres has 3 columns but samples has 2"):
+        mode_coverage(near_three, torch.zeros(8, 3), scale=0.1)
 
 
 def test_memorisation_flags_copies():
@@ -133,6 +148,8 @@ def test_memorisation_flags_copies():
     copies = memorisation(train[:200] + 1e-3, train, held_out=held_out)
     assert 0.8 < honest["ratio"] < 1.2 and honest["copied_fraction"] < 0.05
     assert copies["ratio"] < 0.01 and copies["copied_fraction"] == 1.0
+    with pytest.raises(ValueError, match="held_out has 9 columns but fake has 10"):
+        memorisation(train[:5], train, held_out=held_out[:, :9])
     # a model that copies one sample in five: the median misses it, the fraction does not
     some = memorisation(torch.cat([train[:40] + 1e-3, held_out[40:]]), train, held_out=held_out)
     assert some["ratio"] > 0.8 and some["copied_fraction"] >= 0.2
@@ -171,6 +188,8 @@ def test_classifier_inputs_are_checked():
         model.predict(torch.zeros(2, 32, 32))
     with pytest.raises(ValueError, match=r"\(x \+ 1\) / 2"):
         model.features(torch.full((2, 28, 28), -1.0))
+    with pytest.raises(ValueError, match="images contains NaN"):
+        model.features(torch.full((2, 28, 28), math.nan))
     assert model.predict(torch.zeros(3, 784)).shape == (3,)
 
 

@@ -99,6 +99,48 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path):
     assert torch.equal(torch.get_rng_state(), after_reference)
 
 
+def test_resume_from_a_checkpoint_at_the_end_of_an_epoch_keeps_its_evaluation(tmp_path):
+    steps_per_epoch = math.ceil(100 / 16)  # 7
+
+    def evaluate():  # draws random numbers: a lost call would shift every later draw
+        return {"probe": torch.rand(()).item()}
+
+    reference_model = fresh_model()
+    torch.manual_seed(3)
+    reference = train(reference_model, epochs=3, evaluate=evaluate)
+
+    model, calls = fresh_model(), []
+
+    def crashing_loss(xb, yb):
+        calls.append(1)
+        if len(calls) == steps_per_epoch + 2:  # just after the checkpoint at step 7
+            raise KeyboardInterrupt
+        return (model(xb) - yb) ** 2
+
+    torch.manual_seed(3)
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            model,
+            epochs=3,
+            loss=crashing_loss,
+            evaluate=evaluate,
+            checkpoint=ckpt,
+            checkpoint_every=steps_per_epoch,
+        )
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["step"] == steps_per_epoch and len(saved["history"]["epochs"]["probe"]) == 1
+
+    torch.manual_seed(999)
+    resumed_model = fresh_model(seed=7)
+    resumed = train(resumed_model, epochs=3, evaluate=evaluate, checkpoint=ckpt, resume=True)
+    assert resumed == reference
+    for a, b in zip(
+        reference_model.state_dict().values(), resumed_model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
 def test_resume_can_extend_a_finished_run(tmp_path):
     model = fresh_model()
     torch.manual_seed(5)
@@ -200,6 +242,8 @@ def test_evaluate_runs_after_every_epoch_in_eval_mode():
         ({"data": (torch.zeros(4), torch.zeros(5))}, ValueError, r"lengths \[4, 5\]"),
         ({"data": [1, 2]}, TypeError, "data must be a tensor"),
         ({"optimizer": "adam"}, TypeError, "must be a torch.optim.Optimizer"),
+        ({"loss_fn": "mse"}, TypeError, "loss_fn must be a function"),
+        ({"seed": -1}, ValueError, "seed must be a non-negative int"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, error, message):

@@ -48,6 +48,8 @@ def test_image_grid_refuses_values_outside_0_1():
         image_grid(torch.linspace(-1, 1, 784).reshape(1, 28, 28))
     with pytest.raises(ValueError, match="nrow must be a positive int"):
         image_grid(torch.zeros(2, 28, 28), nrow=0)
+    with pytest.raises(ValueError, match="nrow must be a positive int, got True"):
+        image_grid(torch.zeros(2, 28, 28), nrow=True)
 
 
 def test_plot_history_has_a_panel_per_metric():

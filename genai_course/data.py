@@ -354,3 +354,26 @@ def binarize(images: torch.Tensor, *, generator: torch.Generator | None = None) 
         uniform = torch.rand(probs.shape, generator=generator, device=generator.device)
         return (uniform.to(probs.device) < probs).float()
     return torch.bernoulli(probs, generator=generator)
+
+
+def ring_of_gaussians(
+    n: int,
+    modes: int = 8,
+    radius: float = 2.0,
+    scale: float = 0.05,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``n`` points (n, 2) from an equal mixture of ``modes`` Gaussians with
+    standard deviation ``scale`` whose centres (modes, 2) lie evenly on a
+    circle of ``radius``: the 2-D test bed of chapters 5 and 8. Returns
+    ``(points, centres)``."""
+    for name, value in (("n", n), ("modes", modes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not (radius >= 0 and scale > 0):
+        raise ValueError(f"radius must be >= 0 and scale > 0, got {radius!r} and {scale!r}")
+    angles = torch.arange(modes) * (2 * math.pi / modes)  # (modes,)
+    centres = radius * torch.stack([angles.cos(), angles.sin()], dim=1)  # (modes, 2)
+    k = torch.randint(modes, (n,), generator=generator)  # (n,) the mode of each point
+    return centres[k] + scale * torch.randn(n, 2, generator=generator), centres

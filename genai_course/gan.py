@@ -1,0 +1,381 @@
+r"""Chapter 5: generative adversarial networks.
+
+A generator :math:`G` maps noise :math:`z \sim \mathcal{N}(0, I)` to data; a
+discriminator :math:`D` says how likely a point is to be real. They play
+
+.. math:: \min_G \max_D \; V(D, G) =
+   \mathbb{E}_{x \sim p}\big[\log D(x)\big]
+   + \mathbb{E}_{z}\big[\log\big(1 - D(G(z))\big)\big]
+   \qquad \text{(Goodfellow et al., 2014)}.
+
+Every discriminator here returns a *logit* :math:`a`, with
+:math:`D(x) = \sigma(a)`, and every loss is written with
+:math:`\log \sigma(a) = -\operatorname{softplus}(-a)` and
+:math:`\log(1 - \sigma(a)) = -\operatorname{softplus}(a)`, which stay finite
+for any logit (chapter 3). Losses return one value per example; the caller
+averages. Images are in :math:`[-1, 1]` inside the networks (a ``tanh``
+output, the DCGAN convention) and in :math:`[0, 1]` outside (``sample``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genai_course.train import History, fit
+
+# -- the losses -------------------------------------------------------------------
+
+
+def _logits(value, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point torch.Tensor of logits")
+    return value.reshape(len(value), -1).squeeze(1) if value.ndim > 1 else value
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    r"""The discriminator's loss, :math:`-V` per pair of a real and a fake example:
+
+    .. math:: -\log D(x) - \log\big(1 - D(G(z))\big)
+       = \operatorname{softplus}(-a_{\text{real}}) + \operatorname{softplus}(a_{\text{fake}}),
+
+    the binary cross-entropy with label 1 for real and 0 for fake. Logits of
+    shape (B,) or (B, 1), as many fake as real; returns (B,).
+    """
+    real, fake = _logits(real_logits, "real_logits"), _logits(fake_logits, "fake_logits")
+    if real.shape != fake.shape:
+        raise ValueError(
+            f"real_logits and fake_logits must have the same shape, got "
+            f"{tuple(real_logits.shape)} and {tuple(fake_logits.shape)}"
+        )
+    return F.softplus(-real) + F.softplus(fake)
+
+
+def generator_loss(fake_logits: torch.Tensor, non_saturating: bool = True) -> torch.Tensor:
+    r"""The generator's loss per fake example, (B,).
+
+    Non-saturating (the default, Goodfellow et al., 2014, section 3):
+    :math:`-\log D(G(z)) = \operatorname{softplus}(-a)`. Minimax (saturating):
+    :math:`\log\big(1 - D(G(z))\big) = -\operatorname{softplus}(a)`, whose
+    gradient vanishes exactly when the discriminator confidently rejects the
+    fakes, that is, at the start of training.
+    """
+    fake = _logits(fake_logits, "fake_logits")
+    if not isinstance(non_saturating, bool):
+        raise TypeError(f"non_saturating must be True or False, got {non_saturating!r}")
+    return F.softplus(-fake) if non_saturating else -F.softplus(fake)
+
+
+def optimal_discriminator(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    r"""The best discriminator against a fixed generator with density :math:`q`:
+
+    .. math:: D^*(x) = \frac{p(x)}{p(x) + q(x)} = \sigma\big(\log p(x) - \log q(x)\big),
+
+    from the log-densities of the data and of the generator at the same points.
+    """
+    return torch.sigmoid(torch.as_tensor(log_p) - torch.as_tensor(log_q))
+
+
+# -- the networks -------------------------------------------------------------------
+
+
+def _check_dims(**dims) -> None:
+    for name, value in dims.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class MLPGenerator(nn.Module):
+    """Noise (B, latent_dim) to points (B, data_dim) through ``hidden_dim``-wide
+    ReLU layers. With ``image_shape`` (e.g. (28, 28)) the output goes through
+    tanh, so pixels lie in [-1, 1], and comes back as images (B, 1, H, W)."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        data_dim: int,
+        hidden_dim: int = 256,
+        num_layers: int = 2,
+        image_shape: tuple[int, int] | None = None,
+    ):
+        super().__init__()
+        _check_dims(
+            latent_dim=latent_dim, data_dim=data_dim, hidden_dim=hidden_dim, num_layers=num_layers
+        )
+        if image_shape is not None and math.prod(image_shape) != data_dim:
+            raise ValueError(f"image_shape {image_shape} does not hold data_dim={data_dim} values")
+        self.latent_dim, self.image_shape = latent_dim, image_shape
+        widths = [latent_dim] + [hidden_dim] * num_layers
+        layers: list[nn.Module] = []
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+        layers.append(nn.Linear(hidden_dim, data_dim))
+        if image_shape is not None:
+            layers += [nn.Tanh(), nn.Unflatten(1, (1, *image_shape))]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)  # (B, data_dim) or (B, 1, H, W)
+
+
+class MLPDiscriminator(nn.Module):
+    """Points (B, data_dim), or images flattened to them, to logits (B,)
+    through ``hidden_dim``-wide LeakyReLU(0.2) layers."""
+
+    def __init__(self, data_dim: int, hidden_dim: int = 256, num_layers: int = 2):
+        super().__init__()
+        _check_dims(data_dim=data_dim, hidden_dim=hidden_dim, num_layers=num_layers)
+        widths = [data_dim] + [hidden_dim] * num_layers
+        layers: list[nn.Module] = [nn.Flatten()]
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(w_in, w_out), nn.LeakyReLU(0.2)]
+        layers.append(nn.Linear(hidden_dim, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)  # (B,)
+
+
+class DCGANGenerator(nn.Module):
+    """The DCGAN generator (Radford et al., 2016) sized for 28 x 28 images:
+    noise (B, latent_dim) -> (B, 4w, 7, 7) -> (B, 2w, 14, 14) -> (B, 1, 28, 28)
+    with transposed convolutions, batch norm and ReLU, and tanh at the output;
+    no pooling and no fully connected hidden layers. ``w`` is ``width``."""
+
+    def __init__(self, latent_dim: int = 64, width: int = 32):
+        super().__init__()
+        _check_dims(latent_dim=latent_dim, width=width)
+        self.latent_dim, self.image_shape = latent_dim, (28, 28)
+
+        def up(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> list[nn.Module]:
+            conv = nn.ConvTranspose2d(c_in, c_out, kernel, stride, padding, bias=False)
+            return [conv, nn.BatchNorm2d(c_out), nn.ReLU()]
+
+        self.net = nn.Sequential(
+            nn.Unflatten(1, (latent_dim, 1, 1)),  # (B, latent_dim, 1, 1)
+            *up(latent_dim, 4 * width, 7, 1, 0),  # (B, 4w, 7, 7)
+            *up(4 * width, 2 * width, 4, 2, 1),  # (B, 2w, 14, 14)
+            nn.ConvTranspose2d(2 * width, 1, 4, 2, 1),  # (B, 1, 28, 28)
+            nn.Tanh(),
+        )
+        _dcgan_init(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)  # (B, 1, 28, 28) in [-1, 1]
+
+
+class DCGANDiscriminator(nn.Module):
+    """The DCGAN discriminator for 28 x 28 images: (B, 1, 28, 28) ->
+    (B, w, 14, 14) -> (B, 2w, 7, 7) -> logit (B,), with strided convolutions
+    (no pooling), batch norm (not on the input layer) and LeakyReLU(0.2)."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        _check_dims(width=width)
+        self.net = nn.Sequential(
+            nn.Conv2d(1, width, 4, 2, 1),  # (B, w, 14, 14)
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False),  # (B, 2w, 7, 7)
+            nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, 1, 7, 1, 0),  # (B, 1, 1, 1)
+            nn.Flatten(0),  # (B,)
+        )
+        _dcgan_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2:  # flattened images (B, 784)
+            x = x.reshape(-1, 1, 28, 28)
+        return self.net(x)  # (B,)
+
+
+def _dcgan_init(module: nn.Module) -> None:
+    """DCGAN's initialisation: convolution weights ~ N(0, 0.02^2), batch-norm
+    scales ~ N(1, 0.02^2) and shifts 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+# -- the game -------------------------------------------------------------------------
+
+
+class GAN(nn.Module):
+    """A generator and a discriminator in one module (what ``fit`` trains and
+    checkpoints), and a fixed batch of noise ``fixed_z`` (num_fixed, latent)
+    whose images show the same "people" getting sharper during training."""
+
+    def __init__(
+        self, generator: nn.Module, discriminator: nn.Module, num_fixed: int = 64, seed: int = 0
+    ):
+        super().__init__()
+        if not isinstance(getattr(generator, "latent_dim", None), int):
+            raise TypeError("generator must have an int latent_dim, as the book's generators do")
+        _check_dims(num_fixed=num_fixed)
+        self.generator, self.discriminator = generator, discriminator
+        noise = torch.Generator().manual_seed(seed)
+        self.register_buffer(
+            "fixed_z", torch.randn(num_fixed, generator.latent_dim, generator=noise)
+        )
+
+
+def gan_step(
+    gan: GAN,
+    opt_d: torch.optim.Optimizer,
+    opt_g: torch.optim.Optimizer,
+    non_saturating: bool = True,
+):
+    """One round of the game on a batch of real data, for ``fit(step=...)``:
+
+    1. discriminator: one gradient step on ``discriminator_loss`` for the
+       real batch and as many fresh fakes (the generator held fixed: the
+       fakes are detached);
+    2. generator: one gradient step on ``generator_loss`` of new fakes
+       through the just-updated discriminator (only the generator's
+       optimizer steps; the discriminator's gradients are discarded).
+
+    Reports the two losses, the mean :math:`D` on real and fake examples,
+    and the discriminator's accuracy (0.5 = chance).
+    """
+    generator, discriminator = gan.generator, gan.discriminator
+
+    def step(real: torch.Tensor) -> dict[str, torch.Tensor]:
+        batch = len(real)
+        # -- 1. the discriminator ascends V: real -> 1, fake -> 0
+        z = torch.randn(batch, generator.latent_dim, device=real.device)  # (B, latent)
+        fake = generator(z).detach()  # no gradient into G on this step
+        real_logits, fake_logits = discriminator(real), discriminator(fake)  # (B,), (B,)
+        loss_d = discriminator_loss(real_logits, fake_logits).mean()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        # -- 2. the generator makes D(G(z)) large
+        z = torch.randn(batch, generator.latent_dim, device=real.device)
+        loss_g = generator_loss(discriminator(generator(z)), non_saturating).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        with torch.no_grad():
+            correct = (real_logits > 0).float().mean() + (fake_logits < 0).float().mean()
+        return {
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
+            "d_real": torch.sigmoid(real_logits).mean().detach(),
+            "d_fake": torch.sigmoid(fake_logits).mean().detach(),
+            "d_accuracy": correct / 2,
+        }
+
+    return step
+
+
+@dataclass
+class GANRun:
+    """What :func:`train_gan` returns: the history of ``fit`` and the images
+    (or points) of ``fixed_z`` at the end of every epoch, on the CPU."""
+
+    history: History
+    snapshots: list[torch.Tensor] = field(default_factory=list)
+
+
+def train_gan(
+    gan: GAN,
+    data: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    lr: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.999),
+    non_saturating: bool = True,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    desc: str | None = None,
+) -> GANRun:
+    """Train both networks of ``gan`` on ``data`` with :func:`gan_step` and
+    ``genai_course.train.fit``: Adam for each (DCGAN's ``lr=2e-4``,
+    ``betas=(0.5, 0.999)``), batches of real examples in the networks'
+    range (images in [-1, 1], see :func:`to_gan_range`), checkpoints and
+    resume as in ``fit``. Returns the history and per-epoch snapshots."""
+    if not isinstance(data, torch.Tensor) or not data.is_floating_point():
+        raise TypeError("data must be a floating-point torch.Tensor (images: use to_gan_range)")
+    if gan.generator.image_shape is not None and (data.min() < -1 or data.max() > 1):
+        raise ValueError(
+            f"image data must be in [-1, 1], the range of the generator's tanh; got values "
+            f"from {data.min().item():.3g} to {data.max().item():.3g} (use to_gan_range)"
+        )
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=lr, betas=betas)
+    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=lr, betas=betas)
+    run = GANRun(History())
+
+    def snapshot() -> dict[str, float]:
+        run.snapshots.append(_from_gan_range(gan.generator, gan.generator(gan.fixed_z)).cpu())
+        return {}
+
+    run.history = fit(
+        gan,
+        {"discriminator": opt_d, "generator": opt_g},
+        data,
+        step=gan_step(gan, opt_d, opt_g, non_saturating),
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        evaluate=snapshot,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        desc=desc,
+    )
+    return run
+
+
+# -- data in and samples out ---------------------------------------------------------
+
+
+def to_gan_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (0..255) or floats in [0, 1] to floats in [-1, 1], (N, 1, H, W)."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dtype == torch.uint8:
+        x = images.float() / 255
+    elif images.is_floating_point() and images.numel() and 0 <= images.min() <= images.max() <= 1:
+        x = images.float()
+    else:
+        raise ValueError("images must be uint8 or floats in [0, 1]")
+    if x.ndim == 3:  # (N, H, W)
+        x = x[:, None]
+    return 2 * x - 1  # (N, 1, H, W)
+
+
+def _from_gan_range(generator: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    if generator.image_shape is None:
+        return out  # points: as they are
+    return ((out + 1) / 2).clamp(0, 1).reshape(len(out), *generator.image_shape)  # (N, H, W)
+
+
+@torch.no_grad()
+def sample(model: nn.Module, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` samples of the generator ``model``: images (n, H, W) in [0, 1],
+    or points (n, data_dim). ``rng`` (a ``torch.Generator``) fixes the noise.
+    The generator runs in eval mode (batch norm with its running statistics)."""
+    if not isinstance(getattr(model, "latent_dim", None), int):
+        raise TypeError("model must be a generator with an int latent_dim (a GAN's .generator)")
+    _check_dims(n=n)
+    device = next(model.parameters()).device
+    noise_device = rng.device if rng is not None else device
+    z = torch.randn(n, model.latent_dim, generator=rng, device=noise_device).to(device)
+    was_training = model.training
+    model.eval()
+    out = _from_gan_range(model, model(z))
+    model.train(was_training)
+    return out

@@ -68,6 +68,12 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[key]
 
 
+def check_positive_int(name: str, value) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int >= 1 (not a bool)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA)."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:

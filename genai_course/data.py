@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from genai_course.config import show_progress
+from genai_course.config import check_positive_int, show_progress
 
 DATA_ENV_VAR = "GENAI_COURSE_DATA"
 
@@ -368,9 +368,8 @@ def ring_of_gaussians(
     standard deviation ``scale`` whose centres (modes, 2) lie evenly on a
     circle of ``radius``: the 2-D test bed of chapters 5 and 8. Returns
     ``(points, centres)``."""
-    for name, value in (("n", n), ("modes", modes)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_positive_int("n", n)
+    check_positive_int("modes", modes)
     if not (radius >= 0 and scale > 0):
         raise ValueError(f"radius must be >= 0 and scale > 0, got {radius!r} and {scale!r}")
     angles = torch.arange(modes) * (2 * math.pi / modes)  # (modes,)

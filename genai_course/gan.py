@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genai_course.config import check_positive_int
 from genai_course.train import History, fit
 
 # -- the losses -------------------------------------------------------------------
@@ -86,8 +87,7 @@ def optimal_discriminator(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Ten
 
 def _check_dims(**dims) -> None:
     for name, value in dims.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
 
 
 class MLPGenerator(nn.Module):

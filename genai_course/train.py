@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from genai_course.config import show_progress
+from genai_course.config import check_positive_int, show_progress
 
 StepFn = Callable[..., Mapping[str, "torch.Tensor | float"]]
 
@@ -57,11 +57,6 @@ def gradient_step(loss_fn: Callable[..., torch.Tensor], optimizer: torch.optim.O
         return {"loss": loss}
 
     return step
-
-
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -171,9 +166,9 @@ def fit(
             raise ValueError("loss_fn trains with one optimizer; pass step= to use several")
         step = gradient_step(loss_fn, next(iter(optimizers.values())))
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("log_every", log_every)):
-        _check_positive_int(name, value)
+        check_positive_int(name, value)
     if checkpoint_every is not None:
-        _check_positive_int("checkpoint_every", checkpoint_every)
+        check_positive_int("checkpoint_every", checkpoint_every)
     if (checkpoint_every is not None or resume) and checkpoint is None:
         raise ValueError("checkpoint_every and resume need a checkpoint= path")
     tensors = (data,) if isinstance(data, torch.Tensor) else tuple(data)

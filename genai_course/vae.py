@@ -1,0 +1,304 @@
+r"""Chapter 6: variational autoencoders.
+
+A latent-variable model draws a code :math:`z \sim p(z) = \mathcal{N}(0, I)`
+and then the data from a decoder, :math:`x \sim p_\theta(x \mid z)`: here
+independent Bernoulli pixels whose logits the decoder network outputs. Its
+likelihood :math:`p_\theta(x) = \int p_\theta(x \mid z)\, p(z)\, dz` has no
+closed form. An encoder :math:`q_\phi(z \mid x) = \mathcal{N}(\mu, \sigma^2)`
+gives the evidence lower bound (Kingma and Welling, 2014)
+
+.. math:: \log p_\theta(x) \;\ge\; \mathrm{ELBO}(x) =
+   \mathbb{E}_{q_\phi(z \mid x)}\big[\log p_\theta(x \mid z)\big]
+   - \mathrm{KL}\big(q_\phi(z \mid x) \,\Vert\, p(z)\big),
+
+which training maximises, and the importance-weighted bound (Burda et al.,
+2016) that tightens it towards :math:`\log p_\theta(x)` as the number of
+samples :math:`k` grows. Images are floats in [0, 1] (the Bernoulli targets);
+models return decoder *logits*.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from genai_course.config import check_positive_int
+from genai_course.distributions import Normal
+from genai_course.information import binary_cross_entropy_with_logits, gaussian_kl
+
+# -- the two models -----------------------------------------------------------------
+
+
+class _VAEBase(nn.Module):
+    """What both VAEs share: ``forward``, ``sample`` and ``interpolate``,
+    built on the subclass's ``encode`` (x -> mu, logvar) and ``decode``
+    (z -> logits)."""
+
+    latent_dim: int
+
+    def _per_example(self, x: torch.Tensor, expected: int) -> torch.Tensor:
+        """``x`` as rows (B, expected), or a ValueError that says why not."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError("x must be a floating-point torch.Tensor (images in [0, 1])")
+        if x.ndim < 2 or x[0].numel() != expected:
+            per_example = x[0].numel() if x.ndim >= 2 else 1
+            hint = (
+                " Three-channel images must be made grey (or the model built for 3 channels);"
+                " reshaping them to 784 values mixes channels and pixels."
+                if per_example == 3 * expected
+                else ""
+            )
+            raise ValueError(
+                f"x must be a batch of examples with {expected} values each; got shape "
+                f"{tuple(x.shape)} ({per_example} per example).{hint}"
+            )
+        return x.reshape(len(x), expected)
+
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode, draw one :math:`z` by :func:`reparameterize`, decode:
+        returns the decoder logits, ``mu`` and ``logvar`` (B, latent_dim)."""
+        mu, logvar = self.encode(x)
+        return self.decode(reparameterize(mu, logvar, generator)), mu, logvar
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws of :math:`z \\sim \\mathcal{N}(0, I)`, decoded to pixel
+        probabilities :math:`\\sigma(\\text{logits})` (the Bernoulli means, the
+        images usually shown) in eval mode; ``torch.bernoulli`` of them gives
+        binary samples."""
+        check_positive_int("n", n)
+        device = self._device()
+        noise_device = generator.device if generator is not None else device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
+        return self._probabilities(z.to(device))
+
+    @torch.no_grad()
+    def interpolate(self, z0: torch.Tensor, z1: torch.Tensor, steps: int = 8) -> torch.Tensor:
+        """Pixel probabilities decoded at ``steps`` evenly spaced points on the
+        line from ``z0`` to ``z1`` (two codes of shape (latent_dim,)), ends included."""
+        check_positive_int("steps", steps)
+        for name, z in (("z0", z0), ("z1", z1)):
+            if not isinstance(z, torch.Tensor) or tuple(z.shape) != (self.latent_dim,):
+                raise ValueError(f"{name} must be a tensor of shape ({self.latent_dim},)")
+        t = torch.linspace(0, 1, steps, device=z0.device, dtype=z0.dtype)[:, None]  # (steps, 1)
+        return self._probabilities(((1 - t) * z0 + t * z1).to(self._device()))
+
+    def _probabilities(self, z: torch.Tensor) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        probs = torch.sigmoid(self.decode(z))
+        self.train(was_training)
+        return probs
+
+
+class VAE(_VAEBase):
+    """The classic MLP VAE: encoder ``input_dim -> hidden_dim`` (ReLU) ->
+    ``mu``, ``logvar`` (latent_dim each); decoder ``latent_dim -> hidden_dim``
+    (ReLU) ``-> input_dim`` logits. Takes images (B, 28, 28), (B, 1, 28, 28)
+    or rows (B, input_dim); ``decode`` returns rows (B, input_dim)."""
+
+    def __init__(self, input_dim: int = 784, hidden_dim: int = 400, latent_dim: int = 20):
+        super().__init__()
+        for name, value in (
+            ("input_dim", input_dim),
+            ("hidden_dim", hidden_dim),
+            ("latent_dim", latent_dim),
+        ):
+            check_positive_int(name, value)
+        self.input_dim, self.latent_dim = input_dim, latent_dim
+        self.encoder = nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.ReLU())
+        self.to_mu = nn.Linear(hidden_dim, latent_dim)
+        self.to_logvar = nn.Linear(hidden_dim, latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, input_dim)
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's Gaussian: ``mu`` and ``logvar``, (B, latent_dim) each."""
+        h = self.encoder(self._per_example(x, self.input_dim))  # (B, hidden)
+        return self.to_mu(h), self.to_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits of every pixel: (B, input_dim)."""
+        return self.decoder(z)
+
+
+class ConvVAE(_VAEBase):
+    """A convolutional VAE for 28 x 28 images. Encoder: (B, 1, 28, 28) ->
+    (B, w, 14, 14) -> (B, 2w, 7, 7) by stride-2 convolutions, then linear maps
+    to ``mu`` and ``logvar``; decoder: the mirror image with transposed
+    convolutions, ending in logits (B, 1, 28, 28). ``w`` is ``width``."""
+
+    def __init__(self, latent_dim: int = 20, width: int = 32):
+        super().__init__()
+        check_positive_int("latent_dim", latent_dim)
+        check_positive_int("width", width)
+        self.latent_dim = latent_dim
+        flat = 2 * width * 7 * 7
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, width, 4, 2, 1),  # (B, w, 14, 14)
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 4, 2, 1),  # (B, 2w, 7, 7)
+            nn.ReLU(),
+            nn.Flatten(),  # (B, 2w * 49)
+        )
+        self.to_mu = nn.Linear(flat, latent_dim)
+        self.to_logvar = nn.Linear(flat, latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, flat),
+            nn.ReLU(),
+            nn.Unflatten(1, (2 * width, 7, 7)),  # (B, 2w, 7, 7)
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1),  # (B, w, 14, 14)
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, 1, 4, 2, 1),  # (B, 1, 28, 28) logits
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's Gaussian: ``mu`` and ``logvar``, (B, latent_dim) each."""
+        h = self.encoder(self._per_example(x, 784).reshape(-1, 1, 28, 28))
+        return self.to_mu(h), self.to_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits of every pixel: (B, 1, 28, 28)."""
+        return self.decoder(z)
+
+
+# -- the bound ---------------------------------------------------------------------
+
+
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    r""":math:`z = \mu + \sigma \odot \varepsilon` with
+    :math:`\sigma = e^{\frac12 \log\sigma^2}` and :math:`\varepsilon \sim \mathcal{N}(0, I)`:
+    a draw from :math:`\mathcal{N}(\mu, \sigma^2)` through which gradients
+    reach ``mu`` and ``logvar``; the randomness is all in :math:`\varepsilon`."""
+    if not isinstance(mu, torch.Tensor) or not isinstance(logvar, torch.Tensor):
+        raise TypeError("mu and logvar must be torch.Tensors")
+    if mu.shape != logvar.shape:
+        raise ValueError(
+            f"mu and logvar must have the same shape, got {tuple(mu.shape)} and "
+            f"{tuple(logvar.shape)}"
+        )
+    noise_device = generator.device if generator is not None else mu.device
+    eps = torch.randn(mu.shape, generator=generator, device=noise_device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps.to(mu.device)
+
+
+class ELBO(NamedTuple):
+    """The bound and its two terms, one value per example, in nats:
+    ``elbo = reconstruction - kl``."""
+
+    elbo: torch.Tensor
+    reconstruction: torch.Tensor  # log p(x | z) at one z ~ q(z | x)
+    kl: torch.Tensor  # KL(q(z | x) || N(0, I)), in closed form
+
+
+def _check_targets(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError("x must be a floating-point torch.Tensor of pixel values in [0, 1]")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"x must be in [0, 1], the targets of the Bernoulli decoder; got values from "
+            f"{x.min().item():.3g} to {x.max().item():.3g}. Images normalised to [-1, 1] "
+            "(or standardised) give a 'binary cross-entropy' that is no log-likelihood: "
+            "map them back with (x + 1) / 2"
+        )
+
+
+def elbo(x: torch.Tensor, x_logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> ELBO:
+    r"""The ELBO of each example, from one decoder output:
+
+    .. math:: \mathrm{ELBO}(x) \approx \underbrace{\sum_d \big[x_d \log\sigma(\ell_d)
+       + (1 - x_d) \log\sigma(-\ell_d)\big]}_{\text{reconstruction}}
+       - \underbrace{\mathrm{KL}\big(\mathcal{N}(\mu, \sigma^2) \,\Vert\,
+       \mathcal{N}(0, I)\big)}_{\text{closed form}},
+
+    ``x`` (B, ...) in [0, 1]; ``x_logits`` the decoder's logits with as many
+    values per example; ``mu``, ``logvar`` (B, latent_dim). The KL is
+    :func:`genai_course.information.gaussian_kl`.
+    """
+    _check_targets(x)
+    if not isinstance(x_logits, torch.Tensor) or x_logits.shape[:1] != x.shape[:1]:
+        raise ValueError("x_logits must be a tensor with one row per example of x")
+    if x_logits[0].numel() != x[0].numel():
+        raise ValueError(
+            f"x has {x[0].numel()} values per example but x_logits has {x_logits[0].numel()} "
+            f"(shapes {tuple(x.shape)} and {tuple(x_logits.shape)})"
+        )
+    if not isinstance(mu, torch.Tensor) or mu.ndim != 2 or len(mu) != len(x):
+        raise ValueError(f"mu must have shape (B, latent_dim) with B = {len(x)}")
+    if not isinstance(logvar, torch.Tensor) or logvar.shape != mu.shape:
+        raise ValueError(f"logvar must have the shape of mu, {tuple(mu.shape)}")
+    targets, logits = x.reshape(len(x), -1), x_logits.reshape(len(x), -1)
+    reconstruction = -binary_cross_entropy_with_logits(logits, targets).sum(-1)  # (B,)
+    kl = gaussian_kl(mu, logvar)  # (B,)
+    return ELBO(reconstruction - kl, reconstruction, kl)
+
+
+def negative_elbo(
+    model: _VAEBase, x: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The training loss: :math:`-\\mathrm{ELBO}` of each example of ``x``
+    (B,), with one reparameterised sample of :math:`z` per example."""
+    x_logits, mu, logvar = model(x, generator)
+    return -elbo(x, x_logits, mu, logvar).elbo
+
+
+# -- the likelihood ----------------------------------------------------------------
+
+
+@torch.no_grad()
+def iwae_log_likelihood(
+    model: _VAEBase,
+    x: torch.Tensor,
+    k: int,
+    *,
+    chunk_size: int = 16_384,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""The importance-weighted estimate of :math:`\log p_\theta(x)` (Burda et
+    al., 2016), one per example (B,):
+
+    .. math:: \log p_\theta(x) \approx \log \frac1k \sum_{i=1}^k
+       \frac{p_\theta(x \mid z_i)\, p(z_i)}{q_\phi(z_i \mid x)},
+       \qquad z_i \sim q_\phi(z \mid x),
+
+    computed with ``logsumexp`` over the :math:`k` log-weights. Its expectation
+    is a lower bound on :math:`\log p_\theta(x)` that never decreases with
+    :math:`k` (:math:`k = 1`: the ELBO) and reaches it as :math:`k \to \infty`.
+    The decoder sees at most ``chunk_size`` codes at a time, so :math:`k` in
+    the thousands fits in memory. ``x`` binary (or in [0, 1]); eval mode.
+    """
+    check_positive_int("k", k)
+    check_positive_int("chunk_size", chunk_size)
+    _check_targets(x)
+    was_training = model.training
+    model.eval()
+    device = model._device()
+    per_block = max(1, chunk_size // k)  # examples per block
+    estimates = []
+    for block in x.to(device).split(per_block):
+        mu, logvar = model.encode(block)  # (b, L) each
+        q = Normal(mu, torch.exp(0.5 * logvar))
+        targets = block.reshape(len(block), -1)  # (b, D)
+        draws = max(1, chunk_size // len(block))  # samples of z per decoder pass
+        log_w = []  # (m, b) blocks of log-weights
+        for start in range(0, k, draws):
+            m = min(k - start, draws)
+            z = reparameterize(mu.expand(m, *mu.shape), logvar.expand(m, *logvar.shape), generator)
+            logits = model.decode(z.reshape(-1, model.latent_dim)).reshape(m, len(block), -1)
+            log_px_z = -binary_cross_entropy_with_logits(logits, targets).sum(-1)  # (m, b)
+            log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)  # (m, b)
+            log_w.append(log_px_z + log_pz - q.log_prob(z).sum(-1))
+        estimates.append(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))  # (b,)
+    model.train(was_training)
+    return torch.cat(estimates)

@@ -245,7 +245,7 @@ def elbo(x: torch.Tensor, x_logits: torch.Tensor, mu: torch.Tensor, logvar: torc
 
 
 def negative_elbo(
-    model: _VAEBase, x: torch.Tensor, generator: torch.Generator | None = None
+    model: VAE | ConvVAE, x: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """The training loss: :math:`-\\mathrm{ELBO}` of each example of ``x``
     (B,), with one reparameterised sample of :math:`z` per example."""
@@ -258,7 +258,7 @@ def negative_elbo(
 
 @torch.no_grad()
 def iwae_log_likelihood(
-    model: _VAEBase,
+    model: VAE | ConvVAE,
     x: torch.Tensor,
     k: int,
     *,

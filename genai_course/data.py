@@ -1,4 +1,9 @@
-"""The book's image datasets, Fashion-MNIST and MNIST, read from IDX files.
+"""The book's datasets: Fashion-MNIST and MNIST, read from IDX files, and
+chapter 7's Shakespeare corpus, which ships inside the package
+(:func:`load_shakespeare`; ``genai_course/texts/README.md`` says where it
+comes from).
+
+For the image datasets:
 
 Where the files come from, in this order (the first that has a file wins):
 
@@ -28,6 +33,7 @@ import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
@@ -376,3 +382,31 @@ def ring_of_gaussians(
     centres = radius * torch.stack([angles.cos(), angles.sin()], dim=1)  # (modes, 2)
     k = torch.randint(modes, (n,), generator=generator)  # (n,) the mode of each point
     return centres[k] + scale * torch.randn(n, 2, generator=generator), centres
+
+
+# -- text -------------------------------------------------------------------------
+
+SHAKESPEARE_SHA256 = "0d7f6a58886240db2b9db43e027d269ca2e878a8c0cf25c2e3c7a39af2d0c5d8"
+TEXT_SPLITS = {"train": (0.0, 0.9), "valid": (0.9, 0.95), "test": (0.95, 1.0)}
+
+
+def load_shakespeare(split: str | None = None) -> str:
+    """Eight Shakespeare plays, about a million characters of public-domain text.
+
+    ``split`` cuts the text by position: ``"train"`` is the first 90 %,
+    ``"valid"`` the next 5 % and ``"test"`` the last 5 %; ``None`` gives all of
+    it. The file's SHA-256 is checked, so an edited copy is caught.
+    """
+    if split is not None and split not in TEXT_SPLITS:
+        raise ValueError(f"split must be None or one of {sorted(TEXT_SPLITS)}, got {split!r}")
+    raw = (resources.files("genai_course") / "texts" / "shakespeare.txt").read_bytes()
+    if hashlib.sha256(raw).hexdigest() != SHAKESPEARE_SHA256:
+        raise ChecksumError(
+            "genai_course/texts/shakespeare.txt does not have its recorded SHA-256: the file "
+            "was changed. Reinstall the package or rebuild it with scripts/build_shakespeare.py"
+        )
+    text = raw.decode("ascii")
+    if split is None:
+        return text
+    start, end = TEXT_SPLITS[split]
+    return text[round(start * len(text)) : round(end * len(text))]

@@ -233,3 +233,25 @@ def test_binarize_rejects_signed_floats():
         binarize(torch.tensor([-1.0, 0.5]))
     with pytest.raises(TypeError, match="uint8 or floating point"):
         binarize(torch.tensor([1, 2]))
+
+
+# -- the Shakespeare corpus ----------------------------------------------------------
+
+
+def test_shakespeare_splits_partition_the_text_by_position():
+    text = data.load_shakespeare()
+    parts = [data.load_shakespeare(split) for split in ("train", "valid", "test")]
+    assert "".join(parts) == text
+    assert len(text) == 1_036_004 and text.startswith("HAMLET, PRINCE OF DENMARK")
+    assert [round(len(p) / len(text), 3) for p in parts] == [0.9, 0.05, 0.05]
+    assert text.isascii() and "\r" not in text and "Gutenberg" not in text
+
+
+def test_shakespeare_refuses_an_unknown_split_and_a_changed_file(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="split must be None or one of"):
+        data.load_shakespeare("validation")
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "shakespeare.txt").write_text("To be, or not to be")
+    monkeypatch.setattr(data.resources, "files", lambda package: tmp_path)
+    with pytest.raises(data.ChecksumError, match="SHA-256"):
+        data.load_shakespeare()

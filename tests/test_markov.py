@@ -1,0 +1,165 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from genai_course.markov import CharVocab, NGramModel, stationary_distribution
+
+texts = st.text(alphabet="abc d", min_size=8, max_size=60)
+
+
+# -- the vocabulary -------------------------------------------------------------------
+
+
+@given(texts)
+def test_vocab_round_trip(text):
+    vocab = CharVocab(text)
+    ids = vocab.encode(text)
+    assert ids.dtype == torch.int64 and len(ids) == len(text)
+    assert vocab.decode(ids) == text
+    assert vocab.chars == sorted(set(text))
+
+
+def test_vocab_errors_name_the_problem():
+    vocab = CharVocab("to be or not")
+    with pytest.raises(ValueError, match="character 'z' is not in the vocabulary"):
+        vocab.encode("zebra")
+    with pytest.raises(ValueError, match=r"ids must be in 0\.\.6"):
+        vocab.decode([0, 7])
+    with pytest.raises(ValueError, match="non-empty string"):
+        CharVocab("")
+    with pytest.raises(TypeError, match="text must be a string"):
+        vocab.encode(["t", "o"])
+
+
+# -- counts and probabilities -----------------------------------------------------------
+
+
+def test_counts_on_a_hand_made_text():
+    # counted by hand: in "abab ab", "a" is followed by b three times; "b" by "a" and " "
+    text = "abab ab"
+    model = NGramModel(1, smoothing=0.5).fit(text)
+    assert model.vocab.chars == [" ", "a", "b"]
+    # N(a .) = 3 (b, b, b), so p(b | a) = (3 + 0.5) / (3 + 1.5)
+    torch.testing.assert_close(
+        model.probs("a"), torch.tensor([0.5, 0.5, 3.5], dtype=torch.float64) / 4.5
+    )
+    # N(b .) = 2 (a, " "): p = (1.5, 1.5, 0.5) / 3.5
+    torch.testing.assert_close(
+        model.probs("b"), torch.tensor([1.5, 1.5, 0.5], dtype=torch.float64) / 3.5
+    )
+    # unigram: the character frequencies, smoothed
+    unigram = NGramModel(0, smoothing=1.0).fit(text)
+    torch.testing.assert_close(
+        unigram.probs(""), torch.tensor([2.0, 4.0, 4.0], dtype=torch.float64) / 10
+    )
+
+
+@given(texts, st.integers(0, 4), st.floats(0.01, 5))
+def test_every_context_has_a_distribution(text, order, alpha):
+    if len(text) <= order:
+        return
+    model = NGramModel(order, smoothing=alpha).fit(text)
+    for i in range(order, len(text)):
+        p = model.probs(text[:i])
+        assert (p > 0).all()
+        assert abs(p.sum().item() - 1) < 1e-12
+    unseen = model.probs("d" * 5)  # possibly never seen: uniform, not zero
+    assert (unseen > 0).all()
+
+
+def test_log_prob_and_bits_per_char_agree_with_probs():
+    text = "the cat sat on the mat, the rat sat on the cat"
+    model = NGramModel(2, smoothing=0.1).fit(text)
+    held_out = "the mat sat"
+    expected = [
+        math.log(model.probs(held_out[:i])[model.vocab.index[held_out[i]]].item())
+        for i in range(2, len(held_out))
+    ]
+    torch.testing.assert_close(
+        model.log_prob(held_out), torch.tensor(expected, dtype=torch.float64)
+    )
+    assert model.bits_per_char(held_out) == pytest.approx(-np.mean(expected) / math.log(2))
+    # a bigger alphabet for the held-out text: unseen characters are allowed, and cost more
+    wide = NGramModel(2, smoothing=0.1).fit(text, vocab=CharVocab(text + "xyz"))
+    assert wide.bits_per_char("the xat") > wide.bits_per_char("the cat")
+
+
+def test_a_uniform_model_costs_log2_v_bits():
+    text = "abcdefgh" * 10
+    model = NGramModel(3, smoothing=1.0).fit(text[:4], vocab=CharVocab(text))  # nearly no data
+    assert model.bits_per_char("hgfedcba") == pytest.approx(math.log2(8), abs=0.2)
+
+
+def test_transition_matrix_and_stationary_distribution():
+    text = "abracadabra, a bad cab"
+    model = NGramModel(1).fit(text)
+    matrix = model.transition_matrix()
+    assert matrix.shape == (len(model.vocab), len(model.vocab))
+    torch.testing.assert_close(matrix.sum(1), torch.ones(len(matrix), dtype=torch.float64))
+    pi = stationary_distribution(matrix)
+    torch.testing.assert_close(pi @ matrix, pi)
+    # against NumPy: the left eigenvector of eigenvalue 1, normalised
+    values, vectors = np.linalg.eig(matrix.numpy().T)
+    v = np.real(vectors[:, np.argmin(abs(values - 1))])
+    np.testing.assert_allclose(pi.numpy(), v / v.sum(), atol=1e-10)
+    with pytest.raises(ValueError, match="needs order=1"):
+        NGramModel(2).fit(text).transition_matrix()
+    with pytest.raises(ValueError, match="transition matrix"):
+        stationary_distribution(torch.tensor([[0.5, 0.6], [0.5, 0.5]]))
+
+
+# -- sampling -------------------------------------------------------------------------
+
+
+def test_sampling_is_reproducible_and_respects_the_prompt():
+    text = "to be or not to be that is the question " * 5
+    model = NGramModel(3, smoothing=0.01).fit(text)
+    first = model.sample(40, "to ", generator=torch.Generator().manual_seed(0))
+    again = model.sample(40, "to ", generator=torch.Generator().manual_seed(0))
+    assert first == again and first.startswith("to ") and len(first) == 43
+    # every context of three letters has one continuation here; nearly no smoothing and
+    # a low temperature follow it, so the text comes back from the prompt on
+    alphabet = "abcdefghij" * 5
+    model = NGramModel(3, smoothing=0.01).fit(alphabet)
+    rng = torch.Generator().manual_seed(1)
+    assert model.sample(20, "cde", temperature=0.1, generator=rng) == alphabet[2:25]
+
+
+def test_temperature_flattens_or_sharpens():
+    text = "aaaaaaaaab" * 20
+    model = NGramModel(0, smoothing=1.0).fit(text)
+    rng = torch.Generator().manual_seed(0)
+    hot = model.sample(2000, temperature=100.0, generator=rng).count("b") / 2000
+    cold = model.sample(2000, temperature=0.2, generator=rng).count("b") / 2000
+    assert 0.4 < hot < 0.6  # nearly uniform over {a, b}
+    assert cold < 0.01  # nearly always the most probable
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: m.sample(10, "ab", temperature=0), "temperature must be a number > 0"),
+        (lambda m: m.sample(10, "ab", temperature=-1.0), "temperature must be a number > 0"),
+        (lambda m: m.sample(10, "a"), "prompt must be a string of at least order=2"),
+        (lambda m: m.sample(0, "ab"), "length must"),
+        (lambda m: m.sample(5, "aq"), "character 'q'"),
+        (lambda m: m.log_prob("ab"), "longer than order=2"),
+    ],
+)
+def test_bad_arguments_are_named(call, message):
+    model = NGramModel(2).fit("abcabcabd")
+    with pytest.raises(ValueError, match=message):
+        call(model)
+
+
+def test_model_arguments_are_checked():
+    with pytest.raises(ValueError, match="order must be an int >= 0"):
+        NGramModel(-1)
+    with pytest.raises(ValueError, match="smoothing must be > 0"):
+        NGramModel(2, smoothing=0)
+    with pytest.raises(RuntimeError, match="call fit"):
+        NGramModel(1).probs("a")

@@ -67,7 +67,8 @@ class CharVocab:
         return "".join(self.chars[i] for i in ids.tolist())
 
 
-def _check_temperature(temperature) -> None:
+def check_temperature(temperature) -> None:
+    """Raise ValueError unless ``temperature`` is a number > 0."""
     if not isinstance(temperature, int | float) or not temperature > 0:
         raise ValueError(
             f"temperature must be a number > 0, got {temperature!r}; for the single most "
@@ -168,7 +169,7 @@ class NGramModel:
         :math:`T`); the prompt needs at least ``order`` characters."""
         vocab = self._fitted()
         check_positive_int("length", length)
-        _check_temperature(temperature)
+        check_temperature(temperature)
         if not isinstance(prompt, str) or len(prompt) < self.order:
             raise ValueError(
                 f"prompt must be a string of at least order={self.order} characters, got {prompt!r}"

@@ -1,0 +1,223 @@
+r"""Chapter 7: recurrent networks, written from their equations.
+
+A recurrent cell reads a sequence one step at a time and carries a state.
+The plain (Elman) cell has one state vector,
+
+.. math:: h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}),
+
+and the LSTM (Hochreiter and Schmidhuber, 1997) adds a *cell* state
+:math:`c_t` that is changed only by gated addition,
+
+.. math::
+   i_t &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) &&\text{input gate}\\
+   f_t &= \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) &&\text{forget gate}\\
+   g_t &= \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) &&\text{candidate}\\
+   o_t &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) &&\text{output gate}\\
+   c_t &= f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t).
+
+The four gates' weights are stacked in the order :math:`i, f, g, o` in one
+matrix, with PyTorch's parameter names, so that :meth:`LSTM.copy_from` can
+load a ``torch.nn.LSTM`` and the two can be compared number for number.
+The chapter's model, :class:`CharLSTM`, is built on ``torch.nn.LSTM``
+(cuDNN on a GPU) once the two have been shown equal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genai_course.config import check_positive_int
+from genai_course.markov import CharVocab, check_temperature
+
+
+def _uniform_init(module: nn.Module, hidden_size: int) -> None:
+    """PyTorch's initialisation of recurrent layers: every weight and bias
+    uniform on :math:`[-1/\\sqrt{H}, 1/\\sqrt{H}]`."""
+    bound = 1 / math.sqrt(hidden_size)
+    for p in module.parameters():
+        nn.init.uniform_(p, -bound, bound)
+
+
+class _Cell(nn.Module):
+    """Weights ``weight_ih`` (G H, I), ``weight_hh`` (G H, H) and biases
+    ``bias_ih``, ``bias_hh`` (G H,) for ``G`` stacked gates."""
+
+    gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        check_positive_int("input_size", input_size)
+        check_positive_int("hidden_size", hidden_size)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        rows = self.gates * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(rows))
+        self.bias_hh = nn.Parameter(torch.empty(rows))
+        _uniform_init(self, hidden_size)
+
+    def _preactivation(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 2 or x.shape[1] != self.input_size:
+            raise ValueError(f"x must have shape (batch, {self.input_size}), got {tuple(x.shape)}")
+        return x @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh
+
+    def _zeros(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(len(x), self.hidden_size)
+
+
+class RNNCell(_Cell):
+    r"""The plain recurrent cell, :math:`h' = \tanh(W_{ih} x + b_{ih} + W_{hh} h + b_{hh})`:
+    ``x`` (B, input_size) and ``h`` (B, hidden_size; zeros if None) to ``h'``."""
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        h = self._zeros(x) if h is None else h
+        return torch.tanh(self._preactivation(x, h))
+
+
+class LSTMCell(_Cell):
+    """One LSTM step (the module's equations): ``x`` (B, input_size) and the
+    state ``(h, c)`` (B, hidden_size) each, zeros if None, to ``(h', c')``."""
+
+    gates = 4
+
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        h, c = (self._zeros(x), self._zeros(x)) if state is None else state
+        i, f, g, o = self._preactivation(x, h).chunk(4, dim=1)  # (B, H) each
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c + i * g  # the cell state: forget some, add some
+        h = o * torch.tanh(c)
+        return h, c
+
+
+class LSTM(nn.Module):
+    """A stack of ``num_layers`` :class:`LSTMCell` run over a sequence, with
+    the interface of ``torch.nn.LSTM``: input (B, T, input_size) if
+    ``batch_first`` else (T, B, input_size), optional state ``(h0, c0)``
+    (num_layers, B, hidden_size) each; returns the last layer's outputs
+    (B, T, hidden_size) (or (T, B, ...)) and the final ``(h_n, c_n)``."""
+
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, batch_first: bool = True
+    ):
+        super().__init__()
+        check_positive_int("num_layers", num_layers)
+        self.hidden_size, self.num_layers, self.batch_first = hidden_size, num_layers, batch_first
+        self.cells = nn.ModuleList(
+            LSTMCell(input_size if layer == 0 else hidden_size, hidden_size)
+            for layer in range(num_layers)
+        )
+
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        if x.ndim != 3:
+            raise ValueError(f"x must be a batch of sequences (3-D), got shape {tuple(x.shape)}")
+        steps = x.unbind(1 if self.batch_first else 0)  # T tensors of (B, input_size)
+        h_n, c_n = [], []
+        for layer, cell in enumerate(self.cells):
+            layer_state = None if state is None else (state[0][layer], state[1][layer])
+            outputs = []
+            for x_t in steps:
+                layer_state = cell(x_t, layer_state)
+                outputs.append(layer_state[0])
+            steps = outputs  # this layer's outputs are the next layer's inputs
+            h_n.append(layer_state[0])
+            c_n.append(layer_state[1])
+        output = torch.stack(steps, dim=1 if self.batch_first else 0)
+        return output, (torch.stack(h_n), torch.stack(c_n))
+
+    @torch.no_grad()
+    def copy_from(self, lstm: nn.LSTM) -> LSTM:
+        """Load the weights of a ``torch.nn.LSTM`` of the same sizes (its
+        ``weight_ih_l{k}`` and friends become layer ``k``'s cell weights)."""
+        if not isinstance(lstm, nn.LSTM):
+            raise TypeError(f"lstm must be a torch.nn.LSTM, got {type(lstm).__name__}")
+        ours = (self.cells[0].input_size, self.hidden_size, self.num_layers)
+        theirs = (lstm.input_size, lstm.hidden_size, lstm.num_layers)
+        if ours != theirs or lstm.bidirectional or lstm.proj_size or not lstm.bias:
+            raise ValueError(
+                f"sizes (input, hidden, layers) differ: {ours} here, {theirs} in lstm "
+                "(which must also be unidirectional, with biases and no projection)"
+            )
+        for k, cell in enumerate(self.cells):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(cell, name).copy_(getattr(lstm, f"{name}_l{k}"))
+        return self
+
+
+class CharLSTM(nn.Module):
+    """The chapter's character model: an embedding of each character
+    (``embed_dim``), a ``torch.nn.LSTM`` (``hidden_size``, ``num_layers``) and
+    a linear layer to the logits of the next character. ``forward(ids, state)``
+    takes indices (B, T) and returns logits (B, T, vocab_size) and the state."""
+
+    def __init__(
+        self, vocab_size: int, embed_dim: int = 32, hidden_size: int = 256, num_layers: int = 2
+    ):
+        super().__init__()
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("embed_dim", embed_dim),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+        ):
+            check_positive_int(name, value)
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.lstm = nn.LSTM(embed_dim, hidden_size, num_layers, batch_first=True)
+        self.head = nn.Linear(hidden_size, vocab_size)
+
+    def forward(
+        self, ids: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        if ids.ndim != 2 or ids.is_floating_point():
+            raise ValueError(f"ids must be integer indices of shape (B, T), got {tuple(ids.shape)}")
+        output, state = self.lstm(self.embed(ids), state)  # (B, T, hidden)
+        return self.head(output), state
+
+
+@torch.no_grad()
+def generate(
+    model: CharLSTM,
+    vocab: CharVocab,
+    prompt: str,
+    length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> str:
+    """``prompt`` followed by ``length`` characters sampled from ``model``:
+    each from :math:`\\mathrm{softmax}(\\ell / T)` over the ``top_k`` largest
+    logits (all if None), in eval mode. ``generator`` (on the CPU) fixes the draws."""
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError("prompt must be a non-empty string: the model needs a first character")
+    check_positive_int("length", length)
+    check_temperature(temperature)
+    if top_k is not None and (
+        not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= len(vocab)
+    ):
+        raise ValueError(f"top_k must be None or an int from 1 to {len(vocab)}, got {top_k!r}")
+    if len(vocab) != model.vocab_size:
+        raise ValueError(f"vocab has {len(vocab)} characters but the model {model.vocab_size}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ids = vocab.encode(prompt)[None].to(device)  # (1, len(prompt))
+    logits, state = model(ids)
+    out = []
+    for _ in range(length):
+        last = logits[0, -1] / temperature  # (V,)
+        if top_k is not None:
+            last = last.masked_fill(last < last.topk(top_k).values[-1], -math.inf)
+        probs = F.softmax(last.double(), dim=0).cpu()
+        next_id = torch.multinomial(probs, 1, generator=generator)  # (1,)
+        out.append(next_id.item())
+        logits, state = model(next_id[None].to(device), state)
+    model.train(was_training)
+    return prompt + vocab.decode(out)

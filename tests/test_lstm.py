@@ -1,0 +1,158 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from genai_course.lstm import LSTM, CharLSTM, LSTMCell, RNNCell, generate
+from genai_course.markov import CharVocab
+
+TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-10}
+
+
+def copy_cell(ours, theirs):
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(ours, name).copy_(getattr(theirs, name))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("ours_cls, theirs_cls", [(RNNCell, nn.RNNCell), (LSTMCell, nn.LSTMCell)])
+def test_cells_equal_torch(ours_cls, theirs_cls, dtype):
+    torch.manual_seed(0)
+    theirs = theirs_cls(5, 7).to(dtype)
+    ours = ours_cls(5, 7).to(dtype)
+    copy_cell(ours, theirs)
+    x = torch.randn(3, 5, dtype=dtype)
+    state = torch.randn(3, 7, dtype=dtype)
+    if ours_cls is LSTMCell:
+        state = (state, torch.randn(3, 7, dtype=dtype))
+    for s in (None, state):
+        a, b = ours(x, s), theirs(x, s)
+        torch.testing.assert_close(a, b, atol=TOLERANCE[dtype], rtol=0)
+
+
+@settings(max_examples=30)
+@given(
+    st.integers(1, 3),  # layers
+    st.integers(1, 4),  # batch
+    st.integers(1, 6),  # steps
+    st.booleans(),  # batch_first
+    st.booleans(),  # initial state given
+    st.sampled_from([torch.float32, torch.float64]),
+)
+def test_lstm_equals_torch_outputs_states_and_gradients(
+    layers, batch, steps, batch_first, with_state, dtype
+):
+    torch.manual_seed(layers * 100 + batch * 10 + steps)
+    theirs = nn.LSTM(4, 6, layers, batch_first=batch_first).to(dtype)
+    ours = LSTM(4, 6, layers, batch_first=batch_first).to(dtype).copy_from(theirs)
+    shape = (batch, steps, 4) if batch_first else (steps, batch, 4)
+    x = torch.randn(shape, dtype=dtype)
+    state = None
+    if with_state:
+        state = (
+            torch.randn(layers, batch, 6, dtype=dtype),
+            torch.randn(layers, batch, 6, dtype=dtype),
+        )
+    results = []
+    for model in (ours, theirs):
+        xi = x.clone().requires_grad_()
+        out, (h, c) = model(xi, state)
+        # a loss that touches every output and both final states
+        loss = (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)).sum()
+        loss = loss + (h**2).sum() + c.sin().sum()
+        loss.backward()
+        grads = [xi.grad] + [p.grad for p in model.parameters()]
+        results.append((out, h, c, grads))
+    tol = TOLERANCE[dtype]
+    for a, b in zip(results[0][:3], results[1][:3], strict=True):
+        torch.testing.assert_close(a, b, atol=tol, rtol=0)
+    # parameters come in the same order: per layer weight_ih, weight_hh, bias_ih, bias_hh
+    for ga, gb in zip(results[0][3], results[1][3], strict=True):
+        torch.testing.assert_close(ga, gb, atol=tol, rtol=0)
+
+
+def test_copy_from_refuses_other_sizes():
+    with pytest.raises(ValueError, match="sizes"):
+        LSTM(4, 6, 2).copy_from(nn.LSTM(4, 6, 1))
+    with pytest.raises(ValueError, match="unidirectional"):
+        LSTM(4, 6).copy_from(nn.LSTM(4, 6, bidirectional=True))
+    with pytest.raises(TypeError, match="torch.nn.LSTM"):
+        LSTM(4, 6).copy_from(nn.GRU(4, 6))
+
+
+def test_shapes_and_errors():
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 5\)"):
+        LSTMCell(5, 3)(torch.randn(2, 4))
+    with pytest.raises(ValueError, match="hidden_size"):
+        RNNCell(3, 0)
+    with pytest.raises(ValueError, match="3-D"):
+        LSTM(3, 4)(torch.randn(2, 3))
+    model = CharLSTM(10, embed_dim=4, hidden_size=8, num_layers=2)
+    logits, (h, c) = model(torch.randint(0, 10, (3, 7)))
+    assert logits.shape == (3, 7, 10) and h.shape == c.shape == (2, 3, 8)
+    with pytest.raises(ValueError, match="integer indices"):
+        model(torch.randn(3, 7))
+
+
+def test_vanishing_gradient_in_a_plain_rnn():
+    # with small recurrent weights, the gradient of the last state with respect to
+    # earlier inputs shrinks geometrically with the distance
+    torch.manual_seed(0)
+    cell = RNNCell(3, 16)
+    with torch.no_grad():
+        cell.weight_hh.mul_(0.5)
+    xs = torch.randn(30, 1, 3, requires_grad=True)
+    h = None
+    for x in xs:
+        h = cell(x, h)
+    (grad,) = torch.autograd.grad(h.sum(), xs)
+    norms = grad.flatten(1).norm(dim=1)  # (30,): distance 29 down to 0
+    assert norms[-1] > 1e3 * norms[0]
+
+
+# -- generation -----------------------------------------------------------------------
+
+
+def trained_on(text, steps=300):
+    torch.manual_seed(0)
+    vocab = CharVocab(text)
+    model = CharLSTM(len(vocab), embed_dim=8, hidden_size=32, num_layers=1)
+    ids = vocab.encode(text * 4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        logits, _ = model(ids[None, :-1])
+        loss = nn.functional.cross_entropy(logits[0], ids[1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model, vocab, loss.item()
+
+
+def test_generation_is_seeded_and_learns_a_pattern():
+    text = "abcabdabcabd "
+    model, vocab, loss = trained_on(text)
+    assert loss < 0.3  # the pattern is learned (log 6 = 1.8 for a uniform guess)
+    one = generate(model, vocab, "ab", 30, generator=torch.Generator().manual_seed(0))
+    two = generate(model, vocab, "ab", 30, generator=torch.Generator().manual_seed(0))
+    assert one == two and one.startswith("ab") and len(one) == 32
+    greedy = generate(model, vocab, "abcab", 8, top_k=1)
+    assert greedy == "abcab" + (text * 2)[5:13]
+    assert model.training  # mode restored
+
+
+def test_temperature_and_top_k_limits():
+    model, vocab, _ = trained_on("abcabdabcabd ", steps=100)
+    rng = torch.Generator().manual_seed(0)
+    hot = generate(model, vocab, "a", 400, temperature=50.0, generator=rng)[1:]
+    assert len(set(hot)) == len(vocab)  # near-uniform: every character appears
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be a number > 0"):
+            generate(model, vocab, "a", 5, temperature=bad)
+    with pytest.raises(ValueError, match="prompt must be a non-empty string"):
+        generate(model, vocab, "", 5)
+    with pytest.raises(ValueError, match="top_k must be None or an int from 1 to 5"):
+        generate(model, vocab, "a", 5, top_k=6)
+    with pytest.raises(ValueError, match="character 'z'"):
+        generate(model, vocab, "z", 5)

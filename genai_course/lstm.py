@@ -182,6 +182,56 @@ class CharLSTM(nn.Module):
         return self.head(output), state
 
 
+def text_chunks(ids: torch.Tensor, batch_size: int, seq_len: int) -> torch.Tensor:
+    """Cut a long sequence of indices into ``batch_size`` parallel streams of
+    equal length (the remainder is dropped), and each stream into chunks of
+    ``seq_len + 1`` indices that overlap by one (inputs and next-character
+    targets): (num_chunks, batch_size, seq_len + 1). Row ``b`` of chunk ``s``
+    continues row ``b`` of chunk ``s - 1``."""
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("seq_len", seq_len)
+    if not isinstance(ids, torch.Tensor) or ids.ndim != 1 or ids.is_floating_point():
+        raise ValueError("ids must be a 1-D tensor of integer indices")
+    stream = len(ids) // batch_size
+    num_chunks = (stream - 1) // seq_len
+    if num_chunks < 1:
+        raise ValueError(
+            f"{len(ids)} indices are too few for {batch_size} streams of chunks of {seq_len + 1}"
+        )
+    streams = ids[: stream * batch_size].reshape(batch_size, stream)  # (B, stream)
+    starts = torch.arange(num_chunks) * seq_len  # (S,)
+    offsets = starts[:, None] + torch.arange(seq_len + 1)  # (S, seq_len + 1)
+    return streams[:, offsets].transpose(0, 1)  # (S, B, seq_len + 1)
+
+
+def tbptt_step(model: CharLSTM, optimizer: torch.optim.Optimizer, clip: float = 1.0):
+    """A ``fit`` step for truncated backpropagation through time, on data
+    ``(text_chunks(...), torch.arange(num_chunks))`` with ``batch_size=1`` and
+    ``shuffle=False``: each call gets one chunk (1, B, T + 1) and its position.
+    The LSTM state of the previous chunk is carried in, detached, so the model
+    sees the text as one long sequence while gradients stop at the chunk
+    boundary; it starts from zeros at the first chunk (and after a resume).
+    Gradients are clipped to norm ``clip``. Reports the loss in nats and bits
+    per character."""
+    state = None
+
+    def step(chunk: torch.Tensor, position: torch.Tensor) -> dict[str, torch.Tensor]:
+        nonlocal state
+        if position.item() == 0:
+            state = None
+        chunk = chunk[0]  # (B, T + 1)
+        logits, new_state = model(chunk[:, :-1], state)  # (B, T, V)
+        state = tuple(s.detach() for s in new_state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        return {"loss": loss.detach(), "bits per char": loss.detach() / math.log(2)}
+
+    return step
+
+
 @torch.no_grad()
 def generate(
     model: CharLSTM,

@@ -110,6 +110,7 @@ def fit(
     epochs: int,
     batch_size: int,
     seed: int = 0,
+    shuffle: bool = True,
     evaluate: Callable[[], Mapping[str, float]] | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -135,6 +136,9 @@ def fit(
         seed: fixes the order of the examples in every epoch. The order is
             drawn on the CPU and moved to the device once an epoch, so it is
             the same on every device.
+        shuffle: False keeps the data in its order in every epoch (a
+            recurrent model trained with truncated backpropagation through
+            time reads consecutive chunks of text, see ``lstm.tbptt_step``).
         evaluate: called in eval mode after each epoch; its metrics (floats)
             go to ``history.epochs``.
         checkpoint: file to write model, optimizers, history, RNG states and
@@ -159,6 +163,8 @@ def fit(
     for name, fn in (("loss_fn", loss_fn), ("step", step), ("evaluate", evaluate)):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name} must be a function, got {fn!r}")
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if loss_fn is not None:
@@ -187,7 +193,8 @@ def fit(
     tensors = tuple(t.to(device) for t in tensors)
     steps_per_epoch = math.ceil(n / batch_size)
     total_steps = epochs * steps_per_epoch
-    run = {"n": n, "batch_size": batch_size, "seed": seed}  # what a resume must match
+    # what a resume must match
+    run = {"n": n, "batch_size": batch_size, "seed": seed, "shuffle": shuffle}
 
     # -- resume --------------------------------------------------------------
     history, done = History(), 0  # done = steps completed so far
@@ -197,7 +204,7 @@ def fit(
         if state["run"] != run:
             raise ValueError(
                 f"checkpoint {path} belongs to a run with {state['run']}, not {run}; "
-                "resume with the same data, batch_size and seed, or delete the checkpoint"
+                "resume with the same data, batch_size, seed and shuffle, or delete the checkpoint"
             )
         if set(state["optimizers"]) != set(optimizers):
             raise ValueError(
@@ -251,7 +258,7 @@ def fit(
     model.train()
     with tqdm(total=total_steps, initial=done, desc=desc, disable=not show_progress()) as bar:
         for epoch in range(done // steps_per_epoch, epochs):
-            order = _epoch_order(n, seed, epoch).to(device)  # (n,)
+            order = (_epoch_order(n, seed, epoch) if shuffle else torch.arange(n)).to(device)
             for i in range(done - epoch * steps_per_epoch, steps_per_epoch):
                 index = order[i * batch_size : (i + 1) * batch_size]  # (B,)
                 pending.append(step(*(t[index] for t in tensors)))

@@ -1,11 +1,22 @@
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from genai_course.lstm import LSTM, CharLSTM, LSTMCell, RNNCell, generate
+from genai_course.lstm import (
+    LSTM,
+    CharLSTM,
+    LSTMCell,
+    RNNCell,
+    generate,
+    tbptt_step,
+    text_chunks,
+)
 from genai_course.markov import CharVocab
+from genai_course.train import fit
 
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-10}
 
@@ -156,3 +167,46 @@ def test_temperature_and_top_k_limits():
         generate(model, vocab, "a", 5, top_k=6)
     with pytest.raises(ValueError, match="character 'z'"):
         generate(model, vocab, "z", 5)
+
+
+# -- training with truncated backpropagation through time -----------------------------
+
+
+def test_text_chunks_are_consecutive_streams():
+    ids = torch.arange(103)
+    chunks = text_chunks(ids, batch_size=4, seq_len=5)  # streams of 25: chunks at 0, 5, 10, 15
+    assert chunks.shape == (4, 4, 6)
+    assert chunks[0, 1].tolist() == [25, 26, 27, 28, 29, 30]
+    assert chunks[1, 1].tolist() == [30, 31, 32, 33, 34, 35]  # continues the row above
+    assert (chunks[1:, :, 0] == chunks[:-1, :, -1]).all()
+    with pytest.raises(ValueError, match="too few"):
+        text_chunks(torch.arange(10), batch_size=4, seq_len=5)
+
+
+def test_fit_with_tbptt_learns_a_text_in_order():
+    torch.manual_seed(0)
+    text = "the quick brown fox jumps over the lazy dog. " * 40
+    vocab = CharVocab(text)
+    chunks = text_chunks(vocab.encode(text), batch_size=4, seq_len=20)
+    model = CharLSTM(len(vocab), embed_dim=8, hidden_size=48, num_layers=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    seen = []
+    step = tbptt_step(model, optimizer)
+
+    def recording_step(chunk, position):
+        seen.append(position.item())
+        return step(chunk, position)
+
+    history = fit(
+        model,
+        optimizer,
+        (chunks, torch.arange(len(chunks))),
+        step=recording_step,
+        epochs=8,
+        batch_size=1,
+        shuffle=False,
+    )
+    assert seen == list(range(len(chunks))) * 8  # in order, every epoch
+    bits = history.epochs["bits per char"]
+    assert bits[-1] < 0.5 < bits[0]  # a repeated sentence becomes nearly certain
+    assert history.epochs["loss"][-1] == pytest.approx(bits[-1] * math.log(2))

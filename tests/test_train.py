@@ -168,7 +168,7 @@ def test_resume_refuses_a_different_run(tmp_path):
     train(fresh_model(), epochs=1, checkpoint=tmp_path / "c.pt")
     x, y = regression_data()
     model = fresh_model()
-    with pytest.raises(ValueError, match="resume with the same data, batch_size and seed"):
+    with pytest.raises(ValueError, match="resume with the same data, batch_size, seed and shuffle"):
         fit(
             model,
             torch.optim.Adam(model.parameters()),
@@ -265,3 +265,33 @@ def test_history_is_plain_data():
     history = History()
     history.steps["loss"] = [1.0]
     assert History(**{"steps": {"loss": [1.0]}, "epochs": {}}) == history
+
+
+def test_without_shuffle_every_epoch_keeps_the_data_order():
+    seen = []
+
+    def step(x):
+        seen.extend(x.tolist())
+        return {"loss": torch.tensor(0.0)}
+
+    model = torch.nn.Linear(1, 1)
+    fit(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        torch.arange(10.0),
+        step=step,
+        epochs=2,
+        batch_size=4,
+        shuffle=False,
+    )
+    assert seen == list(range(10)) * 2
+    with pytest.raises(TypeError, match="shuffle must be True or False"):
+        fit(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            torch.arange(10.0),
+            step=step,
+            epochs=1,
+            batch_size=4,
+            shuffle=1,
+        )

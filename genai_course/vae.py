@@ -40,17 +40,19 @@ class _VAEBase(nn.Module):
     latent_dim: int
 
     def _per_example(self, x: torch.Tensor, expected: int) -> torch.Tensor:
-        """``x`` as rows (B, expected), or a ValueError that says why not."""
+        """``x`` as rows (B, expected), or a TypeError or ValueError that says why not."""
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise TypeError("x must be a floating-point torch.Tensor (images in [0, 1])")
-        if x.ndim < 2 or x[0].numel() != expected:
-            per_example = x[0].numel() if x.ndim >= 2 else 1
-            hint = (
-                " Three-channel images must be made grey (or the model built for 3 channels);"
-                " reshaping them to 784 values mixes channels and pixels."
-                if per_example == 3 * expected
-                else ""
-            )
+        if x.ndim < 2 or len(x) == 0 or x[0].numel() != expected:
+            per_example = x[0].numel() if x.ndim >= 2 and len(x) else x.numel()
+            hint = ""
+            if per_example == 3 * expected:
+                hint = (
+                    " Three-channel images must be made grey (or the model built for 3"
+                    " channels); reshaping them to 784 values mixes channels and pixels."
+                )
+            elif x.numel() == expected:
+                hint = " One example? Add a batch dimension: x[None]."
             raise ValueError(
                 f"x must be a batch of examples with {expected} values each; got shape "
                 f"{tuple(x.shape)} ({per_example} per example).{hint}"
@@ -65,9 +67,6 @@ class _VAEBase(nn.Module):
         mu, logvar = self.encode(x)
         return self.decode(reparameterize(mu, logvar, generator)), mu, logvar
 
-    def _device(self) -> torch.device:
-        return next(self.parameters()).device
-
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws of :math:`z \\sim \\mathcal{N}(0, I)`, decoded to pixel
@@ -75,10 +74,10 @@ class _VAEBase(nn.Module):
         images usually shown) in eval mode; ``torch.bernoulli`` of them gives
         binary samples."""
         check_positive_int("n", n)
-        device = self._device()
-        noise_device = generator.device if generator is not None else device
+        weight = next(self.parameters())
+        noise_device = generator.device if generator is not None else weight.device
         z = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
-        return self._probabilities(z.to(device))
+        return self._probabilities(z.to(weight.device, weight.dtype))
 
     @torch.no_grad()
     def interpolate(self, z0: torch.Tensor, z1: torch.Tensor, steps: int = 8) -> torch.Tensor:
@@ -88,15 +87,17 @@ class _VAEBase(nn.Module):
         for name, z in (("z0", z0), ("z1", z1)):
             if not isinstance(z, torch.Tensor) or tuple(z.shape) != (self.latent_dim,):
                 raise ValueError(f"{name} must be a tensor of shape ({self.latent_dim},)")
+        weight = next(self.parameters())
         t = torch.linspace(0, 1, steps, device=z0.device, dtype=z0.dtype)[:, None]  # (steps, 1)
-        return self._probabilities(((1 - t) * z0 + t * z1).to(self._device()))
+        return self._probabilities(((1 - t) * z0 + t * z1).to(weight.device, weight.dtype))
 
     def _probabilities(self, z: torch.Tensor) -> torch.Tensor:
         was_training = self.training
         self.eval()
-        probs = torch.sigmoid(self.decode(z))
-        self.train(was_training)
-        return probs
+        try:
+            return torch.sigmoid(self.decode(z))
+        finally:
+            self.train(was_training)
 
 
 class VAE(_VAEBase):
@@ -205,6 +206,8 @@ class ELBO(NamedTuple):
 def _check_targets(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError("x must be a floating-point torch.Tensor of pixel values in [0, 1]")
+    if torch.isnan(x).any():
+        raise ValueError("x contains NaN")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError(
             f"x must be in [0, 1], the targets of the Bernoulli decoder; got values from "
@@ -227,6 +230,8 @@ def elbo(x: torch.Tensor, x_logits: torch.Tensor, mu: torch.Tensor, logvar: torc
     :func:`genai_course.information.gaussian_kl`.
     """
     _check_targets(x)
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty batch of examples, got shape {tuple(x.shape)}")
     if not isinstance(x_logits, torch.Tensor) or x_logits.shape[:1] != x.shape[:1]:
         raise ValueError("x_logits must be a tensor with one row per example of x")
     if x_logits[0].numel() != x[0].numel():
@@ -276,14 +281,26 @@ def iwae_log_likelihood(
     is a lower bound on :math:`\log p_\theta(x)` that never decreases with
     :math:`k` (:math:`k = 1`: the ELBO) and reaches it as :math:`k \to \infty`.
     The decoder sees at most ``chunk_size`` codes at a time, so :math:`k` in
-    the thousands fits in memory. ``x`` binary (or in [0, 1]); eval mode.
+    the thousands fits in memory. ``x``: binary images, for which this is a
+    log-likelihood (grey levels in [0, 1] are accepted, but their Bernoulli
+    "likelihood" is not one; see the chapter). Runs in eval mode.
     """
     check_positive_int("k", k)
     check_positive_int("chunk_size", chunk_size)
     _check_targets(x)
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty batch of examples, got shape {tuple(x.shape)}")
     was_training = model.training
     model.eval()
-    device = model._device()
+    try:
+        return _iwae(model, x, k, chunk_size, generator)
+    finally:
+        model.train(was_training)
+
+
+def _iwae(model, x, k, chunk_size, generator) -> torch.Tensor:
+    """The estimate itself, block by block of examples and chunk by chunk of codes."""
+    device = next(model.parameters()).device
     per_block = max(1, chunk_size // k)  # examples per block
     estimates = []
     for block in x.to(device).split(per_block):
@@ -300,5 +317,4 @@ def iwae_log_likelihood(
             log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)  # (m, b)
             log_w.append(log_px_z + log_pz - q.log_prob(z).sum(-1))
         estimates.append(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))  # (b,)
-    model.train(was_training)
     return torch.cat(estimates)

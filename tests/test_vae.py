@@ -104,12 +104,12 @@ def test_iwae_approaches_log_likelihood_and_rises_with_k(tiny):
     assert ((means[1] - elbo_value).abs() < errors[1]).all()
     assert (means[1] < means[10]).all() and (means[10] < means[100]).all()
     assert (means[100] < log_px + errors[100]).all()
-    # many samples, decoded seven at a time (blocks and chunks of every size): log p(x), per example
+    # many samples, decoded seven at a time (one example per block, many chunks): log p(x)
     close = iwae_log_likelihood(model, x, 20_000, chunk_size=7, generator=rng)
     torch.testing.assert_close(close, log_px, rtol=0, atol=0.03)
 
 
-def test_iwae_bound_is_above_the_elbo_on_a_trained_model():
+def test_iwae_bound_is_above_the_elbo_on_an_untrained_model():
     torch.manual_seed(0)
     model = VAE(input_dim=16, hidden_dim=32, latent_dim=2)
     x = (torch.rand(64, 16) < 0.3).float()
@@ -185,7 +185,7 @@ def test_training_raises_the_elbo():
     after = negative_elbo(model, data).mean().item()
     assert history.epochs["loss"][-1] < history.epochs["loss"][0]
     assert after < 0.5 * before
-    # 5 % flips cost at least 64 H(0.05) = 12.8 nats; the ELBO ends within a few nats of that
+    # 5 % flips cost at least 64 H(0.05) = 12.7 nats; the -ELBO ends within 10 nats of that
     entropy = -64 * (0.05 * math.log(0.05) + 0.95 * math.log(0.95))
     assert after < entropy + 10
 
@@ -241,3 +241,33 @@ def test_three_channel_images_are_refused():
 def test_bad_arguments_are_named(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_modes_and_dtypes_are_kept():
+    torch.manual_seed(0)
+    model = ConvVAE(latent_dim=4, width=4).double().eval()
+    x = (torch.rand(3, 28, 28) < 0.5).double()
+    samples = model.sample(2, generator=torch.Generator().manual_seed(0))
+    path = model.interpolate(torch.zeros(4), torch.ones(4), steps=3)
+    assert samples.dtype == path.dtype == torch.float64
+    bound = iwae_log_likelihood(model, x, 5, chunk_size=4)
+    assert bound.shape == (3,) and torch.isfinite(bound).all()
+    assert not model.training  # eval stays eval
+    with pytest.raises(ValueError, match="x must be in"):
+        iwae_log_likelihood(model.train(), x * 2, 5)
+    assert model.training  # restored after an error too
+
+
+def test_empty_unbatched_and_nan_inputs_are_named():
+    with pytest.raises(ValueError, match="Add a batch dimension"):
+        VAE()(torch.rand(28, 28))
+    with pytest.raises(ValueError, match="784 values each"):
+        VAE()(torch.rand(0, 784))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        elbo(torch.rand(0, 4), torch.randn(0, 4), torch.zeros(0, 2), torch.zeros(0, 2))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        iwae_log_likelihood(VAE(), torch.rand(0, 784), 5)
+    x = torch.rand(2, 4)
+    x[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="x contains NaN"):
+        elbo(x, torch.randn(2, 4), torch.zeros(2, 2), torch.zeros(2, 2))

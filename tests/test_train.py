@@ -275,23 +275,12 @@ def test_without_shuffle_every_epoch_keeps_the_data_order():
         return {"loss": torch.tensor(0.0)}
 
     model = torch.nn.Linear(1, 1)
-    fit(
-        model,
-        torch.optim.SGD(model.parameters(), lr=0.1),
-        torch.arange(10.0),
-        step=step,
-        epochs=2,
-        batch_size=4,
-        shuffle=False,
-    )
+
+    def run(**kwargs):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        return fit(model, optimizer, torch.arange(10.0), step=step, batch_size=4, **kwargs)
+
+    run(epochs=2, shuffle=False)
     assert seen == list(range(10)) * 2
     with pytest.raises(TypeError, match="shuffle must be True or False"):
-        fit(
-            model,
-            torch.optim.SGD(model.parameters(), lr=0.1),
-            torch.arange(10.0),
-            step=step,
-            epochs=1,
-            batch_size=4,
-            shuffle=1,
-        )
+        run(epochs=1, shuffle=1)

@@ -155,12 +155,22 @@ class CharLSTM(nn.Module):
     """The chapter's character model: an embedding of each character
     (``embed_dim``), a ``torch.nn.LSTM`` (``hidden_size``, ``num_layers``) and
     a linear layer to the logits of the next character. ``forward(ids, state)``
-    takes indices (B, T) and returns logits (B, T, vocab_size) and the state."""
+    takes indices (B, T) and returns logits (B, T, vocab_size) and the state.
+    ``dropout`` zeroes that fraction of the LSTM's outputs, between layers and
+    before the linear layer, in training mode only (a regulariser for large
+    models on a small corpus)."""
 
     def __init__(
-        self, vocab_size: int, embed_dim: int = 32, hidden_size: int = 256, num_layers: int = 2
+        self,
+        vocab_size: int,
+        embed_dim: int = 32,
+        hidden_size: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.0,
     ):
         super().__init__()
+        if not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         for name, value in (
             ("vocab_size", vocab_size),
             ("embed_dim", embed_dim),
@@ -170,7 +180,8 @@ class CharLSTM(nn.Module):
             check_positive_int(name, value)
         self.vocab_size = vocab_size
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.lstm = nn.LSTM(embed_dim, hidden_size, num_layers, batch_first=True)
+        self.lstm = nn.LSTM(embed_dim, hidden_size, num_layers, batch_first=True, dropout=dropout)
+        self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
 
     def forward(
@@ -179,7 +190,7 @@ class CharLSTM(nn.Module):
         if ids.ndim != 2 or ids.is_floating_point():
             raise ValueError(f"ids must be integer indices of shape (B, T), got {tuple(ids.shape)}")
         output, state = self.lstm(self.embed(ids), state)  # (B, T, hidden)
-        return self.head(output), state
+        return self.head(self.drop(output)), state
 
 
 def text_chunks(ids: torch.Tensor, batch_size: int, seq_len: int) -> torch.Tensor:

@@ -105,6 +105,21 @@ def test_shapes_and_errors():
     assert logits.shape == (3, 7, 10) and h.shape == c.shape == (2, 3, 8)
     with pytest.raises(ValueError, match="integer indices"):
         model(torch.randn(3, 7))
+    with pytest.raises(ValueError, match="dropout"):
+        CharLSTM(10, dropout=1.0)
+
+
+def test_dropout_acts_in_training_mode_only():
+    torch.manual_seed(0)
+    model = CharLSTM(10, embed_dim=4, hidden_size=8, num_layers=2, dropout=0.5)
+    ids = torch.randint(0, 10, (3, 7))
+    assert not torch.equal(model(ids)[0], model(ids)[0])  # fresh masks each call
+    model.eval()
+    assert torch.equal(model(ids)[0], model(ids)[0])
+    plain = CharLSTM(10, embed_dim=4, hidden_size=8, num_layers=2)
+    plain.load_state_dict(model.state_dict())
+    plain.eval()
+    torch.testing.assert_close(plain(ids)[0], model(ids)[0], rtol=0, atol=0)
 
 
 def test_vanishing_gradient_in_a_plain_rnn():

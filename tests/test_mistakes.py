@@ -1,0 +1,247 @@
+"""Appendix A: each mistake shows its symptom, and each fix removes it."""
+
+import math
+
+import matplotlib.pyplot as plt
+import pytest
+import scipy.stats
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from genai_course.data import ring_of_gaussians
+from genai_course.device import available_devices, get_device
+from genai_course.distributions import Multinomial, Normal
+from genai_course.gan import GAN, MLPDiscriminator, MLPGenerator, gan_step
+from genai_course.information import gaussian_kl
+from genai_course.likelihood import likelihood, log_likelihood
+from genai_course.lstm import CharLSTM, generate
+from genai_course.markov import CharVocab
+from genai_course.mistakes import (
+    negative_elbo_with_tutorial_kl,
+    sample_from_shifted_logits,
+    tutorial_kl,
+    two_factorial_multinomial_pmf,
+)
+from genai_course.train import fit
+from genai_course.vae import VAE, elbo, negative_elbo
+from genai_course.viz import image_grid
+
+# -- A.1 the KL term ---------------------------------------------------------------------
+
+
+def test_tutorial_kl_is_not_a_divergence():
+    zeros = torch.zeros(3, 20)
+    assert torch.equal(gaussian_kl(zeros, zeros), torch.zeros(3))
+    assert torch.equal(tutorial_kl(zeros, zeros), torch.full((3,), -10.0))
+    # smallest at log sigma^2 = 1 (sigma^2 = e), not at the prior's 1
+    v = torch.linspace(-3, 3, 601)[:, None]
+    assert v[tutorial_kl(torch.zeros_like(v), v).argmin()].item() == pytest.approx(1.0, abs=1e-6)
+    assert v[gaussian_kl(torch.zeros_like(v), v).argmin()].item() == pytest.approx(0.0, abs=1e-6)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    mu=st.floats(-3, 3, allow_nan=False),
+    logvar=st.floats(-3, 3, allow_nan=False),
+)
+def test_the_right_kl_is_never_negative_and_the_tutorial_one_differs(mu, logvar):
+    m, v = torch.tensor([[mu]], dtype=torch.float64), torch.tensor([[logvar]], dtype=torch.float64)
+    right = gaussian_kl(m, v).item()
+    assert right >= 0
+    assert right == pytest.approx(0.5 * (mu**2 + math.exp(logvar) - 1 - logvar))
+    wrong = tutorial_kl(m, v).item()
+    assert wrong == pytest.approx(0.5 * (mu**2 + logvar**2 - 1) - logvar)
+
+
+def test_the_wrong_vae_loss_differs_from_the_right_one_by_the_kl_terms_only():
+    torch.manual_seed(0)
+    model = VAE(input_dim=16, hidden_dim=8, latent_dim=3)
+    x = torch.bernoulli(torch.full((5, 16), 0.4))
+    wrong = negative_elbo_with_tutorial_kl(model, x, torch.Generator().manual_seed(1))
+    right = negative_elbo(model, x, torch.Generator().manual_seed(1))
+    _, mu, logvar = model(x, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(wrong - right, tutorial_kl(mu, logvar) - gaussian_kl(mu, logvar))
+
+
+def test_training_with_the_tutorial_kl_pulls_the_encoder_variances_up():
+    patterns = torch.bernoulli(torch.full((8, 16), 0.5), generator=torch.Generator().manual_seed(0))
+    x = patterns.repeat(64, 1)  # (512, 16): eight binary images
+    variance = {}
+    for name, loss_fn in [("right", negative_elbo), ("tutorial", negative_elbo_with_tutorial_kl)]:
+        torch.manual_seed(0)
+        model = VAE(input_dim=16, hidden_dim=32, latent_dim=2)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        fit(model, optimizer, x, lambda b, m=model, f=loss_fn: f(m, b), epochs=20, batch_size=64)
+        with torch.no_grad():
+            _, _, logvar = model(patterns)
+        variance[name] = logvar.exp().mean().item()
+    # the tutorial formula is smallest at sigma^2 = e, the KL at sigma^2 = 1; the
+    # reconstruction pulls both down, the right model's much further
+    assert variance["tutorial"] > 0.8 and variance["right"] < 0.3
+
+
+# -- A.2 binary cross-entropy on [-1, 1] -------------------------------------------------
+
+
+def test_bce_with_targets_below_zero_falls_without_bound():
+    logits = torch.tensor([-10.0, -100.0, -1000.0])
+    loss = F.binary_cross_entropy_with_logits(logits, torch.full((3,), -1.0), reduction="none")
+    assert (loss < 0).all() and loss[2] < loss[1] < loss[0]
+    assert loss[2].item() == pytest.approx(-1000.0)
+    fixed = F.binary_cross_entropy_with_logits(logits, torch.zeros(3), reduction="none")
+    assert (fixed >= 0).all()  # targets (x + 1) / 2 = 0: a true cross-entropy
+
+
+def test_elbo_refuses_targets_in_minus_one_one():
+    x = torch.rand(4, 784) * 2 - 1
+    with pytest.raises(ValueError, match=r"\(x \+ 1\) / 2"):
+        elbo(x, torch.zeros(4, 784), torch.zeros(4, 2), torch.zeros(4, 2))
+
+
+# -- A.3 colour images as 784 values -----------------------------------------------------
+
+
+def test_colour_viewed_as_784_triples_the_batch_and_the_vae_refuses_it():
+    colour = torch.rand(5, 3, 28, 28)
+    seen = colour.view(-1, 784)
+    assert seen.shape == (15, 784)
+    assert torch.equal(seen[1], colour[0, 1].flatten())  # row 1: the green channel of image 0
+    with pytest.raises(ValueError, match="Three-channel"):
+        VAE()(colour)
+
+
+# -- A.4 the discriminator that never learns ---------------------------------------------
+
+
+def gan_discriminator_change(wrong: bool) -> float:
+    points, _ = ring_of_gaussians(256, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    gan = GAN(MLPGenerator(2, 2, hidden_dim=16), MLPDiscriminator(2, hidden_dim=16))
+    before = [p.detach().clone() for p in gan.discriminator.parameters()]
+    trains = gan.generator if wrong else gan.discriminator
+    opt_d = torch.optim.Adam(trains.parameters(), lr=1e-3)
+    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=1e-3)
+    fit(gan, {"d": opt_d, "g": opt_g}, points, step=gan_step(gan, opt_d, opt_g), epochs=1,
+        batch_size=32)  # fmt: skip
+    return max(
+        (p - q).abs().max().item()
+        for p, q in zip(gan.discriminator.parameters(), before, strict=True)
+    )
+
+
+def test_an_optimiser_over_the_wrong_parameters_leaves_the_discriminator_untouched():
+    assert gan_discriminator_change(wrong=True) == 0.0
+    assert gan_discriminator_change(wrong=False) > 1e-3
+
+
+# -- A.5 the likelihood as a product -----------------------------------------------------
+
+
+def test_the_product_likelihood_underflows_and_the_log_likelihood_does_not():
+    data = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    good, bad = Normal(0.0, 1.0), Normal(0.5, 2.0)
+    assert likelihood(good, data).item() == 0.0 == likelihood(bad, data).item()
+    assert log_likelihood(good, data) > log_likelihood(bad, data)
+    reference = scipy.stats.norm(0, 1).logpdf(data.double().numpy()).sum()
+    assert log_likelihood(good, data).item() == pytest.approx(reference, rel=1e-5)
+
+
+# -- A.6 the two-factorial multinomial ---------------------------------------------------
+
+
+def test_the_two_factorial_formula_is_right_for_two_categories_only():
+    pi2, pi3 = [0.3, 0.7], [0.2, 0.3, 0.5]
+    assert two_factorial_multinomial_pmf([2, 4], pi2) == pytest.approx(
+        scipy.stats.multinomial(6, pi2).pmf([2, 4])
+    )
+    right = scipy.stats.multinomial(6, pi3).pmf([1, 2, 3])
+    assert Multinomial(6, torch.tensor(pi3)).prob(torch.tensor([1.0, 2, 3])).item() == (
+        pytest.approx(right, rel=1e-5)
+    )
+    assert two_factorial_multinomial_pmf([1, 2, 3], pi3) == pytest.approx(6 * right)  # x3! = 6
+    outcomes = [[a, b, 6 - a - b] for a in range(7) for b in range(7 - a)]
+    assert sum(scipy.stats.multinomial(6, pi3).pmf(x) for x in outcomes) == pytest.approx(1)
+    assert sum(two_factorial_multinomial_pmf(x, pi3) for x in outcomes) > 2
+
+
+# -- A.7 imshow of a flat batch ----------------------------------------------------------
+
+
+def test_imshow_of_one_flat_image_fails_and_image_grid_explains_what_it_needs():
+    flat = torch.rand(4, 784)
+    with pytest.raises(TypeError, match="Invalid shape"):
+        plt.imshow(flat[0].numpy())
+    plt.close("all")
+    with pytest.raises(ValueError, match=r"\(N, 784\)"):
+        image_grid(flat[0])
+    with pytest.raises(ValueError, match=r"\(x \+ 1\) / 2"):
+        image_grid(flat * 2 - 1)
+    image_grid(flat)  # (N, 784) is read as N images of 28 x 28
+
+
+# -- A.8 a hard-coded device -------------------------------------------------------------
+
+
+def test_a_device_this_machine_lacks_fails_and_get_device_names_one_it_has():
+    # no machine has both CUDA and Apple's MPS, so one of them is always missing
+    missing = "mps" if torch.cuda.is_available() else "cuda"
+    assert missing not in available_devices()
+    with pytest.raises((AssertionError, RuntimeError)):
+        torch.zeros(3, device=missing)
+    with pytest.raises(RuntimeError, match="available here"):
+        get_device(missing)
+    assert torch.zeros(3, device=get_device()).device.type == get_device().type
+
+
+# -- A.9 sampling --------------------------------------------------------------------------
+
+
+def test_temperature_zero_gives_nan_and_generate_refuses_it():
+    logits = torch.tensor([2.0, 1.0, 0.5, -1.0])
+    assert torch.isnan(F.softmax(logits / 0, dim=0)).all()
+    vocab = CharVocab("to be or not")
+    with pytest.raises(ValueError, match="greedy"):
+        generate(CharLSTM(len(vocab)), vocab, "to", 5, temperature=0)
+
+
+def test_shifted_logits_sample_the_wrong_distribution():
+    logits = torch.tensor([2.0, 1.0, 0.5, -1.0])
+    softmax = F.softmax(logits, dim=0)
+    n = 50_000
+    wrong = sample_from_shifted_logits(logits, n, generator=torch.Generator().manual_seed(0))
+    right = torch.multinomial(
+        softmax, n, replacement=True, generator=torch.Generator().manual_seed(0)
+    )
+    freq_wrong = torch.bincount(wrong, minlength=4) / n
+    freq_right = torch.bincount(right, minlength=4) / n
+    assert freq_wrong[3] == 0  # the least likely category is never drawn
+    assert 0.5 * (freq_wrong - softmax).abs().sum() > 0.15
+    assert (freq_right - softmax).abs().max() < 0.01
+
+
+# -- A.10 gradients never zeroed ---------------------------------------------------------
+
+
+def test_backward_accumulates_and_a_loop_without_zero_grad_does_not_converge():
+    w = torch.tensor([1.0, -1.0], requires_grad=True)
+    for _ in range(2):
+        (w**2).sum().backward()
+    torch.testing.assert_close(w.grad, 2 * (2 * w.detach()))  # twice one gradient
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 5, generator=gen)
+    y = X @ torch.tensor([1.0, -2.0, 0.5, 3.0, 0.0])
+    final = {}
+    for zero in (True, False):
+        w = torch.zeros(5, requires_grad=True)
+        optimizer = torch.optim.SGD([w], lr=0.05)
+        for _ in range(100):
+            loss = ((X @ w - y) ** 2).mean()
+            if zero:
+                optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        final[zero] = loss.item()
+    assert final[True] < 1e-3 and final[False] > 0.1

@@ -49,7 +49,7 @@ def test_tutorial_kl_is_not_a_divergence():
 def test_the_right_kl_is_never_negative_and_the_tutorial_one_differs(mu, logvar):
     m, v = torch.tensor([[mu]], dtype=torch.float64), torch.tensor([[logvar]], dtype=torch.float64)
     right = gaussian_kl(m, v).item()
-    assert right >= 0
+    assert right >= -1e-12  # 0 up to rounding
     assert right == pytest.approx(0.5 * (mu**2 + math.exp(logvar) - 1 - logvar))
     wrong = tutorial_kl(m, v).item()
     assert wrong == pytest.approx(0.5 * (mu**2 + logvar**2 - 1) - logvar)
@@ -163,7 +163,8 @@ def test_the_two_factorial_formula_is_right_for_two_categories_only():
     assert two_factorial_multinomial_pmf([1, 2, 3], pi3) == pytest.approx(6 * right)  # x3! = 6
     outcomes = [[a, b, 6 - a - b] for a in range(7) for b in range(7 - a)]
     assert sum(scipy.stats.multinomial(6, pi3).pmf(x) for x in outcomes) == pytest.approx(1)
-    assert sum(two_factorial_multinomial_pmf(x, pi3) for x in outcomes) > 2
+    # the wrong 'pmf' sums to E[x3!] under the true distribution, 1957/64
+    assert sum(two_factorial_multinomial_pmf(x, pi3) for x in outcomes) == pytest.approx(1957 / 64)
 
 
 # -- A.7 imshow of a flat batch ----------------------------------------------------------
@@ -233,15 +234,18 @@ def test_backward_accumulates_and_a_loop_without_zero_grad_does_not_converge():
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(200, 5, generator=gen)
     y = X @ torch.tensor([1.0, -2.0, 0.5, 3.0, 0.0])
-    final = {}
+    last = {}
     for zero in (True, False):
         w = torch.zeros(5, requires_grad=True)
         optimizer = torch.optim.SGD([w], lr=0.05)
+        losses = []
         for _ in range(100):
             loss = ((X @ w - y) ** 2).mean()
             if zero:
                 optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        final[zero] = loss.item()
-    assert final[True] < 1e-3 and final[False] > 0.1
+            losses.append(loss.item())
+        last[zero] = losses[-20:]
+    # with zero_grad it converges; without, it keeps swinging and never settles
+    assert max(last[True]) < 1e-3 and min(last[False]) > 0.1

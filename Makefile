@@ -9,14 +9,14 @@ STAMP := $(VENV)/.installed
 
 # notebooks executed headless (book, test, notebooks) store no progress bars in
 # notebooks or pages; `make lab` keeps them live
-book test notebooks: export GENAI_COURSE_PROGRESS := 0
+book test notebooks bench: export GENAI_COURSE_PROGRESS := 0
 # what the committed notebook outputs were made with, and what nbval reproduces:
 # the quick profile on the CPU, two threads, and the CPU kernels of PyTorch, MKL
 # and oneDNN held to AVX2, so that any x86-64 machine computes the same bits
 REFERENCE_RUN := GENAI_COURSE_PROFILE=quick GENAI_COURSE_DEVICE=cpu OMP_NUM_THREADS=2 \
 	ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
 
-.PHONY: book test lab notebooks clean
+.PHONY: book test lab notebooks bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ lab: $(STAMP)
 ## notebooks: re-execute every notebook in a fresh kernel, as committed (quick profile, CPU)
 notebooks: $(STAMP)
 	$(REFERENCE_RUN) $(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
+
+## bench: speed benchmarks, run in one process against a conventional baseline (not part of test)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/vae_throughput.py
 
 clean:
 	rm -rf _build .jupyter_cache

@@ -1,0 +1,145 @@
+"""VAE training throughput: the conventional DataLoader loop against the book's ``fit``.
+
+Both train the same 784-400-20 VAE (``genai_course.vae.VAE``) with Adam (lr 1e-3), batches of
+128 and the same data: Fashion-MNIST training images, binarised afresh every time an image is
+used. Only the loop differs:
+
+- *conventional*, as in the VAE example most code copies: a ``Dataset`` whose ``__getitem__``
+  turns one uint8 image into a float tensor (and binarises it), a shuffling ``DataLoader`` with
+  default collation, and the loop ``zero_grad / forward / summed loss / backward / step``;
+- *book*: ``genai_course.train.fit``, which keeps the uint8 images on the device, slices a batch
+  with a permutation and binarises the whole batch at once.
+
+The two run in this process, alternating, ``--repeats`` times, each from the same initial
+weights. Reported: examples per second (median, min and max over the repeats), the ratio, the
+test negative ELBO each run reaches (so that speed is not bought with worse results), and the
+share of this machine's measured fp32 matrix-multiply rate that the model's arithmetic reaches.
+
+    python benchmarks/vae_throughput.py [--epochs 1] [--repeats 3] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from genai_course.data import binarize, load_fashion_mnist
+from genai_course.device import get_device
+from genai_course.train import fit
+from genai_course.vae import VAE, elbo, negative_elbo
+
+BATCH, LR = 128, 1e-3
+# multiply-adds of one forward pass: 784-400, 400-20 twice (mu, logvar), 20-400, 400-784
+MACS = 784 * 400 + 2 * 400 * 20 + 20 * 400 + 400 * 784
+FLOPS_PER_EXAMPLE = 3 * 2 * MACS  # forward, and backward at about twice the forward
+
+
+class BinarisedImages(Dataset):
+    """One image at a time, converted on access: the conventional pipeline."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images.numpy()  # (N, 28, 28) uint8
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        grey = torch.from_numpy(self.images[i]).float().div(255)  # (28, 28) in [0, 1]
+        return torch.bernoulli(grey)
+
+
+def train_conventional(model, images, epochs, device) -> None:
+    loader = DataLoader(BinarisedImages(images), batch_size=BATCH, shuffle=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    model.train()
+    for _ in range(epochs):
+        for data in loader:
+            data = data.to(device)
+            optimizer.zero_grad()
+            logits, mu, logvar = model(data)
+            bce = F.binary_cross_entropy_with_logits(logits, data.view(-1, 784), reduction="sum")
+            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+            (bce + kld).backward()
+            optimizer.step()
+
+
+def train_book(model, images, epochs, device) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    fit(model, optimizer, images, lambda x: negative_elbo(model, binarize(x)), epochs=epochs,
+        batch_size=BATCH)  # fmt: skip
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """Measured fp32 matrix-multiply rate of this machine, in FLOP/s (best of ``repeats``)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best)")
+    args = parser.parse_args()
+    device = get_device(args.device)
+
+    images = load_fashion_mnist("train").images  # (60000, 28, 28) uint8
+    x_test = binarize(
+        load_fashion_mnist("test").images, generator=torch.Generator().manual_seed(0)
+    ).to(device)
+    torch.manual_seed(0)
+    initial = VAE().state_dict()
+
+    loops = {"conventional DataLoader": train_conventional, "book (fit)": train_book}
+    rates: dict[str, list[float]] = {name: [] for name in loops}
+    test_elbo: dict[str, list[float]] = {name: [] for name in loops}
+    for repeat in range(args.repeats):
+        for name, train in loops.items():
+            torch.manual_seed(repeat)
+            model = VAE().to(device)
+            model.load_state_dict(initial)
+            synchronize(device)
+            start = time.perf_counter()
+            train(model, images, args.epochs, device)
+            synchronize(device)
+            rates[name].append(len(images) * args.epochs / (time.perf_counter() - start))
+            model.eval()
+            with torch.no_grad():
+                test_elbo[name].append(-elbo(x_test, *model(x_test)).elbo.mean().item())
+
+    peak = matmul_rate(device)
+    print(f"device {device}, {args.epochs} epoch(s) of 60,000 images, {args.repeats} repeats")
+    print(f"measured fp32 matmul rate: {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'loop':<26}{'examples/s (median, min-max)':>32}{'of peak':>9}{'test -ELBO':>12}")
+    for name in loops:
+        median = statistics.median(rates[name])
+        spread = f"{min(rates[name]):,.0f}-{max(rates[name]):,.0f}"
+        share = median * FLOPS_PER_EXAMPLE / peak
+        nelbo = statistics.median(test_elbo[name])
+        print(f"{name:<26}{median:>14,.0f} ({spread:>15}){share:>9.1%}{nelbo:>12.1f}")
+    ratios = [b / a for a, b in zip(*rates.values(), strict=True)]
+    print(
+        f"ratio book / conventional: median {statistics.median(ratios):.2f} "
+        f"(per repeat {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -47,9 +47,10 @@ lab: $(STAMP)
 notebooks: $(STAMP)
 	$(REFERENCE_RUN) $(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
 
-## bench: speed benchmarks, run in one process against a conventional baseline (not part of test)
+## bench: speed against the conventional loop, and each notebook's time and memory (not part of test)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/vae_throughput.py
+	$(BIN)/python benchmarks/notebooks.py
 
 clean:
 	rm -rf _build .jupyter_cache

@@ -6,7 +6,8 @@ used. Only the loop differs:
 
 - *conventional*, as in the VAE example most code copies: a ``Dataset`` whose ``__getitem__``
   turns one uint8 image into a float tensor (and binarises it), a shuffling ``DataLoader`` with
-  default collation, and the loop ``zero_grad / forward / summed loss / backward / step``;
+  default collation, and the loop ``zero_grad / forward / summed loss / backward / step`` (the
+  KL term is the package's ``gaussian_kl``, so that the loops differ only in how data arrives);
 - *book*: ``genai_course.train.fit``, which keeps the uint8 images on the device, slices a batch
   with a permutation and binarises the whole batch at once.
 
@@ -30,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from genai_course.data import binarize, load_fashion_mnist
 from genai_course.device import get_device
+from genai_course.information import gaussian_kl
 from genai_course.train import fit
 from genai_course.vae import VAE, elbo, negative_elbo
 
@@ -63,8 +65,7 @@ def train_conventional(model, images, epochs, device) -> None:
             optimizer.zero_grad()
             logits, mu, logvar = model(data)
             bce = F.binary_cross_entropy_with_logits(logits, data.view(-1, 784), reduction="sum")
-            kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-            (bce + kld).backward()
+            (bce + gaussian_kl(mu, logvar).sum()).backward()
             optimizer.step()
 
 

@@ -1,4 +1,4 @@
-r"""Appendix A: wrong code, kept so that its symptoms can be run and tested.
+"""Appendix A: wrong code, kept so that its symptoms can be run and tested.
 
 Each function here is a mistake that circulates in tutorials and copied
 code. It runs without an error, which is why it survives. The appendix runs
@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from genai_course.information import binary_cross_entropy_with_logits
+from genai_course.vae import elbo
 
 
 def tutorial_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -31,8 +31,7 @@ def negative_elbo_with_tutorial_kl(model, x: torch.Tensor, generator=None) -> to
     """WRONG: the VAE loss of ``genai_course.vae.negative_elbo`` with
     ``tutorial_kl`` in place of the KL term, (B,)."""
     x_logits, mu, logvar = model(x, generator)
-    targets, logits = x.reshape(len(x), -1), x_logits.reshape(len(x), -1)
-    return binary_cross_entropy_with_logits(logits, targets).sum(-1) + tutorial_kl(mu, logvar)
+    return -elbo(x, x_logits, mu, logvar).reconstruction + tutorial_kl(mu, logvar)
 
 
 def two_factorial_multinomial_pmf(counts, probs) -> float:

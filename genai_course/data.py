@@ -356,10 +356,11 @@ def binarize(images: torch.Tensor, *, generator: torch.Generator | None = None) 
         probs = images.float()
     else:
         raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
-    if generator is not None and generator.device != probs.device:
-        uniform = torch.rand(probs.shape, generator=generator, device=generator.device)
-        return (uniform.to(probs.device) < probs).float()
-    return torch.bernoulli(probs, generator=generator)
+    # u < p with u ~ U[0, 1) is 1 with probability p; on the CPU it is about twice as
+    # fast as torch.bernoulli (benchmarks/vae_throughput.py)
+    noise_device = generator.device if generator is not None else probs.device
+    uniform = torch.rand(probs.shape, generator=generator, device=noise_device)
+    return (uniform.to(probs.device) < probs).float()
 
 
 def ring_of_gaussians(

@@ -302,9 +302,10 @@ def train_gan(
 ) -> GANRun:
     """Train both networks of ``gan`` on ``data`` with :func:`gan_step` and
     ``genai_course.train.fit``: Adam for each (DCGAN's ``lr=2e-4``,
-    ``betas=(0.5, 0.999)``), batches of real examples in the networks'
-    range (images in [-1, 1], see :func:`to_gan_range`), checkpoints and
-    resume as in ``fit``. Returns the history and per-epoch snapshots."""
+    ``betas=(0.5, 0.999)``; PyTorch's fused one-kernel update), batches of
+    real examples in the networks' range (images in [-1, 1], see
+    :func:`to_gan_range`), checkpoints and resume as in ``fit``. Returns the
+    history and per-epoch snapshots."""
     if not isinstance(data, torch.Tensor) or not data.is_floating_point():
         raise TypeError("data must be a floating-point torch.Tensor (images: use to_gan_range)")
     if gan.generator.image_shape is not None and (data.min() < -1 or data.max() > 1):
@@ -314,8 +315,8 @@ def train_gan(
         )
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
-    opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=lr, betas=betas)
-    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=lr, betas=betas, fused=True)
+    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=lr, betas=betas, fused=True)
     run = GANRun(History())
 
     def snapshot() -> dict[str, float]:

@@ -228,8 +228,9 @@ def tbptt_step(model: CharLSTM, optimizer: torch.optim.Optimizer, clip: float = 
 
     def step(chunk: torch.Tensor, position: torch.Tensor) -> dict[str, torch.Tensor]:
         nonlocal state
-        if position.item() == 0:
-            state = None
+        if state is not None:  # zeroed at position 0, without reading position back
+            keep = (position != 0).to(state[0].dtype)  # (1,): 0 at the start of the text
+            state = tuple(s * keep for s in state)
         chunk = chunk[0]  # (B, T + 1)
         logits, new_state = model(chunk[:, :-1], state)  # (B, T, V)
         state = tuple(s.detach() for s in new_state)

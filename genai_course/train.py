@@ -20,6 +20,7 @@ import math
 import os
 import random
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +41,9 @@ class History:
 
     steps: dict[str, list[float]] = field(default_factory=dict)  # one value per step
     epochs: dict[str, list[float]] = field(default_factory=dict)  # step means + evaluate()
+    # wall-clock time spent in fit (evaluations included, summed over resumed runs);
+    # not compared: two runs that measured the same thing are equal histories
+    seconds: float = field(default=0.0, compare=False)
 
 
 def gradient_step(loss_fn: Callable[..., torch.Tensor], optimizer: torch.optim.Optimizer) -> StepFn:
@@ -217,7 +221,10 @@ def fit(
         _set_rng_state(state["rng"])
         history, done = History(**state["history"]), state["step"]
 
+    started, seconds_before = time.perf_counter(), history.seconds
+
     def save() -> None:
+        history.seconds = seconds_before + time.perf_counter() - started
         _save_atomic(
             {
                 "run": run,
@@ -283,4 +290,5 @@ def fit(
                 save()
     if path is not None:
         save()
+    history.seconds = seconds_before + time.perf_counter() - started
     return history

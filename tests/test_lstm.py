@@ -225,3 +225,18 @@ def test_fit_with_tbptt_learns_a_text_in_order():
     bits = history.epochs["bits per char"]
     assert bits[-1] < 0.5 < bits[0]  # a repeated sentence becomes nearly certain
     assert history.epochs["loss"][-1] == pytest.approx(bits[-1] * math.log(2))
+
+
+def test_tbptt_carries_the_state_and_restarts_it_at_position_zero():
+    torch.manual_seed(0)
+    chunks = text_chunks(torch.randint(0, 5, (200,)), batch_size=2, seq_len=9)  # (S, 2, 10)
+    model = CharLSTM(5, embed_dim=4, hidden_size=8, num_layers=1)
+    step = tbptt_step(model, torch.optim.SGD(model.parameters(), lr=0.0))  # weights fixed
+    losses = [step(chunks[s][None], torch.tensor([s]))["loss"].item() for s in (0, 1, 0, 1)]
+    with torch.no_grad():
+        logits, _ = model(chunks[1][:, :-1])  # chunk 1 from a zero state
+    from_zeros = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 5), chunks[1][:, 1:].reshape(-1)
+    )
+    assert losses[2] == losses[0] and losses[3] == losses[1]  # position 0 starts afresh
+    assert abs(losses[1] - from_zeros.item()) > 1e-4  # chunk 1 saw chunk 0's state

@@ -47,10 +47,10 @@ lab: $(STAMP)
 notebooks: $(STAMP)
 	$(REFERENCE_RUN) $(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
 
-## bench: speed against the conventional loop, and each notebook's time and memory (not part of test)
+## bench: the training loops against the conventional one, every notebook's time, memory and
+## results, written to book/results.md (not part of test); on a GPU: make bench BENCH="--profile full"
 bench: $(STAMP)
-	$(BIN)/python benchmarks/vae_throughput.py
-	$(BIN)/python benchmarks/notebooks.py
+	$(BIN)/python benchmarks/results.py $(BENCH)
 
 clean:
 	rm -rf _build .jupyter_cache

@@ -1,19 +1,24 @@
-"""Wall time and peak memory of executing each notebook, as `make test` executes it.
+"""Wall time and peak memory of executing each notebook, and the results its models record.
 
-Each notebook runs in a fresh kernel under the reference settings of the Makefile (quick profile,
-CPU, two threads), from its own child process, so that the peak resident memory measured is that
-notebook's kernel alone. Nothing is written back to the notebooks.
+Each notebook runs in a fresh kernel, from its own child process, so that the peak resident
+memory measured is that notebook's kernel alone. By default the settings are the Makefile's
+reference run (quick profile, CPU, two threads, the kernels held to AVX2), as `make test`
+executes the notebooks; ``--profile full`` runs them as a reader with a GPU would (the best
+device, no thread limit). The rows the chapters pass to ``genai_course.results.record`` are
+collected (through ``GENAI_COURSE_RESULTS``). Nothing is written back to the notebooks.
 
-    python benchmarks/notebooks.py [notebooks/05_gan.ipynb ...]
+    python benchmarks/notebooks.py [--profile quick|full] [notebooks/05_gan.ipynb ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_RUN = {
     "GENAI_COURSE_PROFILE": "quick",
     "GENAI_COURSE_DEVICE": "cpu",
-    "GENAI_COURSE_PROGRESS": "0",
     "OMP_NUM_THREADS": "2",
     "ATEN_CPU_CAPABILITY": "avx2",
     "MKL_CBWR": "AVX2",
@@ -44,27 +48,46 @@ def execute_one(path: Path) -> None:
     print(json.dumps({"seconds": seconds, "peak_mib": mib}))
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--one"]:
-        execute_one(Path(sys.argv[2]))
-        return
-    paths = [Path(p) for p in sys.argv[1:]] or sorted((ROOT / "notebooks").glob("*.ipynb"))
-    env = {**os.environ, **REFERENCE_RUN}
-    total, start = 0.0, time.perf_counter()
+def measure(paths: list[Path], profile: str = "quick") -> list[dict]:
+    """Execute each notebook; print and return its seconds, peak RSS and recorded rows."""
+    if profile == "quick":
+        env = {**os.environ, **REFERENCE_RUN}
+    else:
+        env = {**os.environ, "GENAI_COURSE_PROFILE": profile}
+    env["GENAI_COURSE_PROGRESS"] = "0"
+    results, start = [], time.perf_counter()
     print(f"{'notebook':<36}{'seconds':>9}{'peak RSS (MiB)':>16}")
     for path in paths:
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", str(path)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        total += result["seconds"]
+        with tempfile.TemporaryDirectory() as tmp:
+            rows_file = Path(tmp) / "rows.jsonl"
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", str(path)],
+                env={**env, "GENAI_COURSE_RESULTS": str(rows_file)},
+                capture_output=True,
+                text=True,
+            )
+            if out.returncode != 0:
+                raise RuntimeError(f"{path} failed:\n{out.stderr[-3000:]}")
+            rows = [json.loads(line) for line in rows_file.read_text().splitlines()] if (
+                rows_file.is_file()
+            ) else []  # fmt: skip
+        result = {"notebook": path.name, **json.loads(out.stdout.strip().splitlines()[-1])}
+        cuda = [row["peak CUDA MiB"] for row in rows if "peak CUDA MiB" in row]
+        if cuda:
+            result["peak_cuda_mib"] = max(cuda)
+        results.append({**result, "rows": rows})
         print(f"{path.name:<36}{result['seconds']:>9.1f}{result['peak_mib']:>16.0f}", flush=True)
+    total = sum(r["seconds"] for r in results)
     print(f"{'all notebooks':<36}{total:>9.1f}   (wall {time.perf_counter() - start:.0f} s)")
+    return results
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--one"]:
+        execute_one(Path(sys.argv[2]))
+        sys.exit()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=("quick", "full"), default="quick")
+    parser.add_argument("paths", nargs="*", type=Path)
+    args = parser.parse_args()
+    measure(args.paths or sorted((ROOT / "notebooks").glob("*.ipynb")), args.profile)

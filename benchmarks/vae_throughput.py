@@ -13,22 +13,23 @@ used. Only the loop differs:
   binary cross-entropy kernel, one read-back for its input check) and PyTorch's fused Adam (the
   same update as the default one, in one kernel).
 
-The two run in this process, alternating, ``--repeats`` times, each from the same initial
-weights. Reported: examples per second (median, min and max over the repeats), the ratio, the
-test negative ELBO each run reaches (so that speed is not bought with worse results), and the
-share of this machine's measured fp32 matrix-multiply rate that the model's arithmetic reaches.
+The two run in this process, alternating (``harness.alternate``), ``--repeats`` times, each
+from the same initial weights. Reported: examples per second (median, min and max over the
+repeats), the ratio, the test negative ELBO each run reaches (so that speed is not bought with
+worse results), and the share of this machine's measured fp32 matrix-multiply rate that the
+model's arithmetic reaches.
 
-    python benchmarks/vae_throughput.py [--epochs 1] [--repeats 3] [--device cpu]
+    python benchmarks/vae_throughput.py [--epochs 1] [--repeats 5] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from harness import alternate, report, synchronize
 from torch.utils.data import DataLoader, Dataset
 
 from genai_course.data import binarize, load_fashion_mnist
@@ -77,11 +78,6 @@ def train_book(model, images, epochs, device) -> None:
         batch_size=BATCH)  # fmt: skip
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     """Measured fp32 matrix-multiply rate of this machine, in FLOP/s (best of ``repeats``)."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
@@ -95,14 +91,9 @@ def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best)")
-    args = parser.parse_args()
-    device = get_device(args.device)
-
+def measure(epochs: int = 1, repeats: int = 5, device: str | None = None) -> dict:
+    """Train with both loops, alternating; print the table and return its summary."""
+    device = get_device(device)
     images = load_fashion_mnist("train").images  # (60000, 28, 28) uint8
     x_test = binarize(
         load_fashion_mnist("test").images, generator=torch.Generator().manual_seed(0)
@@ -110,39 +101,35 @@ def main() -> None:
     torch.manual_seed(0)
     initial = VAE().state_dict()
 
-    loops = {"conventional DataLoader": train_conventional, "book (fit)": train_book}
-    rates: dict[str, list[float]] = {name: [] for name in loops}
-    test_elbo: dict[str, list[float]] = {name: [] for name in loops}
-    for repeat in range(args.repeats):
-        for name, train in loops.items():
+    def loop(train):
+        def run(repeat: int) -> float:
             torch.manual_seed(repeat)
             model = VAE().to(device)
             model.load_state_dict(initial)
-            synchronize(device)
-            start = time.perf_counter()
-            train(model, images, args.epochs, device)
-            synchronize(device)
-            rates[name].append(len(images) * args.epochs / (time.perf_counter() - start))
+            train(model, images, epochs, device)
             model.eval()
             with torch.no_grad():
-                test_elbo[name].append(-elbo(x_test, *model(x_test)).elbo.mean().item())
+                return -elbo(x_test, *model(x_test)).elbo.mean().item()
 
+        return run
+
+    loops = {"conventional DataLoader": loop(train_conventional), "book (fit)": loop(train_book)}
+    result = alternate(loops, len(images) * epochs, repeats, device)
+    title = f"VAE 784-400-20 on Fashion-MNIST, {epochs} epoch(s), {repeats} repeats, {device}"
+    summary = report(title, "examples", "test -ELBO (nats)", result)
     peak = matmul_rate(device)
-    print(f"device {device}, {args.epochs} epoch(s) of 60,000 images, {args.repeats} repeats")
-    print(f"measured fp32 matmul rate: {peak / 1e9:.0f} GFLOP/s")
-    print(f"{'loop':<26}{'examples/s (median, min-max)':>32}{'of peak':>9}{'test -ELBO':>12}")
-    for name in loops:
-        median = statistics.median(rates[name])
-        spread = f"{min(rates[name]):,.0f}-{max(rates[name]):,.0f}"
-        share = median * FLOPS_PER_EXAMPLE / peak
-        nelbo = statistics.median(test_elbo[name])
-        print(f"{name:<26}{median:>14,.0f} ({spread:>15}){share:>9.1%}{nelbo:>12.1f}")
-    ratios = [b / a for a, b in zip(*rates.values(), strict=True)]
-    print(
-        f"ratio book / conventional: median {statistics.median(ratios):.2f} "
-        f"(per repeat {', '.join(f'{r:.2f}' for r in ratios)})"
-    )
+    summary["matmul GFLOP/s"] = peak / 1e9
+    for name, row in summary["loops"].items():
+        row["share of matmul rate"] = row["median"] * FLOPS_PER_EXAMPLE / peak
+        print(f"{name}: {row['share of matmul rate']:.1%} of the measured fp32 matmul rate "
+              f"({peak / 1e9:.0f} GFLOP/s)")  # fmt: skip
+    return summary
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best)")
+    args = parser.parse_args()
+    measure(args.epochs, args.repeats, args.device)

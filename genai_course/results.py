@@ -89,6 +89,8 @@ def record(
         "machine": machine(device),
         "torch": torch.__version__,
     }
+    if device.type == "cuda":  # the chapter's peak so far, the model's training included
+        row["peak CUDA MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
     path = os.environ.get(ENV_VAR)
     if path:
         with open(path, "a", encoding="utf-8") as out:

@@ -1,0 +1,163 @@
+"""`make bench`: every measurement, merged into book/results.json and rendered as book/results.md.
+
+Runs the three throughput benchmarks (VAE, DCGAN, char-LSTM: the conventional DataLoader loop
+against the book's) and executes every notebook (``notebooks.py``), collecting the rows the
+chapters record with ``genai_course.results.record``. The run replaces the earlier run of the
+same machine and profile in ``book/results.json`` and keeps the others, so a GPU's ``full``
+rows and a laptop's ``quick`` rows stand side by side; ``book/results.md``, the book's Results
+page, is rendered from that file.
+
+    python benchmarks/results.py [--profile quick|full] [--device cuda] [--skip-throughput]
+    python benchmarks/results.py --render   # only rewrite book/results.md from the JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import dcgan_throughput
+import lstm_throughput
+import torch
+import vae_throughput
+
+import notebooks
+from genai_course.device import get_device
+from genai_course.results import METRICS, machine
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA, PAGE = ROOT / "book" / "results.json", ROOT / "book" / "results.md"
+DECIMALS = {"precision": 2, "recall": 2, "modes covered": 0, "bits/dim": 3,
+            "valid bits/char": 3, "test bits/char": 3}  # fmt: skip
+
+INTRO = """\
+# Results
+
+Every figure on this page was measured by `make bench` ({download}`benchmarks/results.py
+<../benchmarks/results.py>` and its neighbours) and written here by it; nothing on it is typed by
+hand. The chapters train their models under a profile (`quick`: two CPU cores and about a minute
+a chapter, what the committed notebooks show; `full`: the real results, on a GPU), and each
+section below is one profile on one machine, with the date and the PyTorch it ran. A reader's own
+`make bench` adds or replaces the section of their machine.
+
+Lower is better for every figure except precision, recall and modes covered. NLL is the
+importance-weighted estimate of the negative log-likelihood (chapter 6), bits/dim that NLL in
+bits per pixel; Fréchet distance, precision and recall use the features of the book's classifier
+(chapter 8); training time is the seconds spent in `fit` (evaluations included).
+"""
+
+
+def _number(name: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.{DECIMALS.get(name, 1)}f}"
+
+
+def _models(rows: list[dict]) -> list[str]:
+    lines = []
+    for dataset in dict.fromkeys(row["dataset"] for row in rows):
+        group = [row for row in rows if row["dataset"] == dataset]
+        columns = [m for m in METRICS if any(m in row["metrics"] for row in group)]
+        lines += [f"**{dataset}**", ""]
+        lines.append("| model | " + " | ".join(columns) + " | training (s) |")
+        lines.append("|---|" + "---:|" * (len(columns) + 1))
+        for row in group:
+            cells = [_number(m, row["metrics"].get(m)) for m in columns]
+            cells.append(_number("seconds", row["seconds"]))
+            lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _throughput(summaries: list[dict]) -> list[str]:
+    lines = []
+    for summary in summaries:
+        decimals = 3 if "bits/char" in summary["quality"] else 1
+        share = any("share of matmul rate" in loop for loop in summary["loops"].values())
+        lines += [f"**{summary['title']}**", ""]
+        header = f"| loop | {summary['unit']}/s, median | min-max | {summary['quality']} |"
+        lines += [header + (" share of matmul rate |" if share else ""),
+                  "|---|---:|---:|---:|" + ("---:|" if share else "")]  # fmt: skip
+        for name, loop in summary["loops"].items():
+            row = (f"| {name} | {loop['median']:,.0f} | {loop['min']:,.0f}-{loop['max']:,.0f} | "
+                   f"{loop['quality']:.{decimals}f} |")  # fmt: skip
+            if share:
+                row += f" {loop['share of matmul rate']:.0%} |"
+            lines.append(row)
+        ratio = summary["ratio"]
+        per_repeat = ", ".join(f"{r:.2f}" for r in ratio["per_repeat"])
+        lines += ["", f"Book / conventional: **{ratio['median']:.2f}x** (median; per repeat "
+                  f"{per_repeat}).", ""]  # fmt: skip
+    return lines
+
+
+def _notebooks(results: list[dict]) -> list[str]:
+    cuda = any("peak_cuda_mib" in r for r in results)
+    lines = ["| notebook | seconds | peak RSS (MiB) |" + (" peak CUDA (MiB) |" if cuda else ""),
+             "|---|---:|---:|" + ("---:|" if cuda else "")]  # fmt: skip
+    for r in results:
+        extra = f" {r.get('peak_cuda_mib', 0):,.0f} |" if cuda else ""
+        lines.append(f"| {r['notebook']} | {r['seconds']:,.1f} | {r['peak_mib']:,.0f} |{extra}")
+    total, peak = sum(r["seconds"] for r in results), max(r["peak_mib"] for r in results)
+    lines.append(f"| **all notebooks** | **{total:,.1f}** | {peak:,.0f} (largest) |"
+                 + (" |" if cuda else ""))  # fmt: skip
+    return lines + [""]
+
+
+def render(runs: list[dict]) -> str:
+    lines = [INTRO]
+    for run in runs:
+        lines += [f"## The `{run['profile']}` profile on {run['machine']}", ""]
+        settings = (
+            " The notebooks ran under the reference settings of `make test` (two threads, the "
+            "CPU kernels held to AVX2)."
+            if run["profile"] == "quick"
+            else ""
+        )
+        lines += [f"Measured {run['date']} with PyTorch {run['torch']}.{settings}", ""]
+        rows = [row for nb in run["notebooks"] for row in nb["rows"]]
+        if rows:
+            lines += ["### Models", ""] + _models(rows)
+        if run["throughput"]:
+            lines += ["### The training loop against the conventional one", ""]
+            lines += _throughput(run["throughput"])
+        if run["notebooks"]:
+            lines += ["### Executing the notebooks", ""] + _notebooks(run["notebooks"])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=("quick", "full"), default="quick")
+    parser.add_argument("--device", default=None, help="for the throughput benchmarks")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--render", action="store_true", help="only rewrite the page")
+    args = parser.parse_args()
+    runs = json.loads(DATA.read_text())["runs"] if DATA.is_file() else []
+    if not args.render:
+        device = get_device(args.device)
+        throughput = [] if args.skip_throughput else [
+            vae_throughput.measure(device=args.device),
+            dcgan_throughput.measure(device=args.device),
+            lstm_throughput.measure(device=args.device),
+        ]  # fmt: skip
+        paths = sorted((ROOT / "notebooks").glob("*.ipynb"))
+        run = {
+            "machine": machine(device),
+            "profile": args.profile,
+            "date": datetime.date.today().isoformat(),
+            "torch": torch.__version__,
+            "throughput": throughput,
+            "notebooks": notebooks.measure(paths, args.profile),
+        }
+        runs = [r for r in runs if (r["machine"], r["profile"]) != (run["machine"], run["profile"])]
+        runs = sorted([*runs, run], key=lambda r: (r["profile"] != "full", r["machine"]))
+        DATA.write_text(json.dumps({"runs": runs}, indent=1, ensure_ascii=False) + "\n")
+    PAGE.write_text(render(runs))
+    print(f"wrote {PAGE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

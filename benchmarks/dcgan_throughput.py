@@ -8,9 +8,9 @@ batches of 64, from the same initial weights. Only the loop differs:
   turns one uint8 image into a float tensor and normalises it to [-1, 1], a shuffling
   ``DataLoader``, and the loop "discriminator on real, then on fake; generator on the same
   fakes" with ``BCEWithLogitsLoss`` against label tensors;
-- *book*: ``genai_course.gan.train_gan`` (``fit`` and ``gan_step``): the images on the device,
-  batches sliced with a permutation, fused Adam. Its generator step draws fresh fakes (one more
-  generator forward pass than the conventional loop).
+- *book*: ``genai_course.gan.train_gan`` (``fit`` and ``gan_step``, which also scores the same
+  fakes in the generator's step): the images on the device, batches sliced with a permutation,
+  fused Adam.
 
 Reported: images per second (median, min and max over ``--repeats`` alternating runs), the
 ratio, and the Fréchet distance of 2,000 samples to 2,000 test images (the book's classifier

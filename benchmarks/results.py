@@ -29,6 +29,10 @@ from genai_course.results import METRICS, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA, PAGE = ROOT / "book" / "results.json", ROOT / "book" / "results.md"
+# short column headers, explained in the page's introduction
+HEADERS = {"test -ELBO (nats)": "−ELBO", "test NLL (nats)": "NLL", "Fréchet distance": "FD",
+           "precision": "prec.", "recall": "recall", "modes covered": "modes",
+           "valid bits/char": "valid bpc", "test bits/char": "test bpc"}  # fmt: skip
 DECIMALS = {"precision": 2, "recall": 2, "modes covered": 0, "bits/dim": 3,
             "valid bits/char": 3, "test bits/char": 3}  # fmt: skip
 
@@ -42,10 +46,13 @@ a chapter, what the committed notebooks show; `full`: the real results, on a GPU
 section below is one profile on one machine, with the date and the PyTorch it ran. A reader's own
 `make bench` adds or replaces the section of their machine.
 
-Lower is better for every figure except precision, recall and modes covered. NLL is the
-importance-weighted estimate of the negative log-likelihood (chapter 6), bits/dim that NLL in
-bits per pixel; Fréchet distance, precision and recall use the features of the book's classifier
-(chapter 8); training time is the seconds spent in `fit` (evaluations included).
+The columns: −ELBO and NLL are nats per test image (binarised), NLL being the
+importance-weighted estimate of the negative log-likelihood with the number of samples k the
+row names (chapter 6), and bits/dim that NLL in bits per pixel; FD is the Fréchet distance,
+prec. and recall the precision and recall of samples, all three on the features of the book's
+classifier (chapter 8); modes counts the modes of the 2-D mixture that receive good samples;
+valid bpc and test bpc are bits per character on the held-out text (chapter 7); train s is the
+seconds spent in `fit`, evaluations included. Lower is better except for prec., recall and modes.
 """
 
 
@@ -61,7 +68,7 @@ def _models(rows: list[dict]) -> list[str]:
         group = [row for row in rows if row["dataset"] == dataset]
         columns = [m for m in METRICS if any(m in row["metrics"] for row in group)]
         lines += [f"**{dataset}**", ""]
-        lines.append("| model | " + " | ".join(columns) + " | training (s) |")
+        lines.append("| model | " + " | ".join(HEADERS.get(c, c) for c in columns) + " | train s |")
         lines.append("|---|" + "---:|" * (len(columns) + 1))
         for row in group:
             cells = [_number(m, row["metrics"].get(m)) for m in columns]

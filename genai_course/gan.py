@@ -238,9 +238,11 @@ def gan_step(
     1. discriminator: one gradient step on ``discriminator_loss`` for the
        real batch and as many fresh fakes (the generator held fixed: the
        fakes are detached);
-    2. generator: one gradient step on ``generator_loss`` of new fakes
-       through the just-updated discriminator (only the generator's
-       optimizer steps; the discriminator's gradients are discarded).
+    2. generator: one gradient step on ``generator_loss`` of the same fakes,
+       scored by the just-updated discriminator (only the generator's
+       optimizer steps; the discriminator's gradients are discarded). Reusing
+       the fakes, as the DCGAN reference code does, saves a generator
+       forward pass per step.
 
     Reports the two losses, the mean :math:`D` on real and fake examples,
     and the discriminator's accuracy (0.5 = chance).
@@ -251,15 +253,15 @@ def gan_step(
         batch = len(real)
         # -- 1. the discriminator ascends V: real -> 1, fake -> 0
         z = torch.randn(batch, generator.latent_dim, device=real.device)  # (B, latent)
-        fake = generator(z).detach()  # no gradient into G on this step
-        real_logits, fake_logits = discriminator(real), discriminator(fake)  # (B,), (B,)
+        fake = generator(z)
+        # detached: no gradient into G on this step
+        real_logits, fake_logits = discriminator(real), discriminator(fake.detach())  # (B,), (B,)
         loss_d = discriminator_loss(real_logits, fake_logits).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
         # -- 2. the generator makes D(G(z)) large
-        z = torch.randn(batch, generator.latent_dim, device=real.device)
-        loss_g = generator_loss(discriminator(generator(z)), non_saturating).mean()
+        loss_g = generator_loss(discriminator(fake), non_saturating).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()

@@ -16,7 +16,7 @@ book test notebooks bench: export GENAI_COURSE_PROGRESS := 0
 REFERENCE_RUN := GENAI_COURSE_PROFILE=quick GENAI_COURSE_DEVICE=cpu OMP_NUM_THREADS=2 \
 	ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
 
-.PHONY: book test lab notebooks bench clean
+.PHONY: book test lab notebooks bench student grade clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,15 @@ notebooks: $(STAMP)
 ## results, written to book/results.md (not part of test); on a GPU: make bench BENCH="--profile full"
 bench: $(STAMP)
 	$(BIN)/python benchmarks/results.py $(BENCH)
+
+## student: the student edition in student/: solutions replaced by stubs, outputs cleared
+student: $(STAMP)
+	$(BIN)/python -m genai_course.coursework student notebooks student
+
+## grade: run a notebook in a fresh kernel and print its score table, e.g. make grade NB=student/06_vae.ipynb
+grade: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make grade NB=path/to/notebook.ipynb"; exit 2; }
+	$(BIN)/python -m genai_course.coursework grade "$(NB)"
 
 clean:
 	rm -rf _build .jupyter_cache

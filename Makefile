@@ -56,10 +56,11 @@ bench: $(STAMP)
 student: $(STAMP)
 	$(BIN)/python -m genai_course.coursework student notebooks student
 
-## grade: run a notebook in a fresh kernel and print its score table, e.g. make grade NB=student/06_vae.ipynb
+## grade: run a notebook in a fresh kernel and print its score table, e.g. make grade NB=student/06_vae.ipynb;
+## the grading cells of the book's notebook of the same name replace the submitted ones
 grade: $(STAMP)
 	@test -n "$(NB)" || { echo "usage: make grade NB=path/to/notebook.ipynb"; exit 2; }
-	$(BIN)/python -m genai_course.coursework grade "$(NB)"
+	$(BIN)/python -m genai_course.coursework grade "$(NB)" $(wildcard notebooks/$(notdir $(NB)))
 
 clean:
 	rm -rf _build .jupyter_cache

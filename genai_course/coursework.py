@@ -5,18 +5,21 @@ follow nbgrader's conventions: the solution sits between ``### BEGIN SOLUTION``
 and ``### END SOLUTION`` in a cell whose metadata marks it a solution cell, and
 the cell after it, marked a locked grade cell worth some points, asserts
 ``genai_course.exercises.check``. So nbgrader (``generate_assignment``,
-``autograde``) works on them unchanged, and without a course database:
+``autograde``) works on them, and for a quick grade without nbgrader's course
+directory and gradebook:
 
 - :func:`student_edition` applies nbgrader's own ``ClearSolutions`` and
   ``ClearOutput`` preprocessors (every solution becomes ``raise
   NotImplementedError()``, every output goes) and also drops the collapsed
   solutions of the prose exercises (``{solution}`` blocks);
 - :func:`grade` executes a notebook in a fresh kernel and scores each grade
-  cell: its points if it ran without an error, else 0.
+  cell: its points if it ran without an error, else 0. Given the instructor's
+  notebook, it first puts back the original grading cells (as nbgrader's
+  autograder does), so a submission cannot pass by editing them.
 
     python -m genai_course.coursework student [notebooks] [student]
     python -m genai_course.coursework nbgrader-source notebooks/06_vae.ipynb source/ps6/06_vae.ipynb
-    python -m genai_course.coursework grade path/to/notebook.ipynb
+    python -m genai_course.coursework grade path/to/notebook.ipynb [notebooks/instructor.ipynb]
 """
 
 from __future__ import annotations
@@ -81,13 +84,36 @@ class Grade:
     message: str  # "passed", or the first line the cell printed (check's verdict) or its error
 
 
-def grade(path: str | Path, timeout: int = 1800) -> list[Grade]:
-    """Execute the notebook ``path`` in a fresh kernel and score its grade cells."""
+def _grade_cells(nb) -> dict[str, nbformat.NotebookNode]:
+    return {
+        _nbgrader(c)["grade_id"]: c
+        for c in nb.cells
+        if c.cell_type == "code" and _nbgrader(c).get("grade")
+    }
+
+
+def grade(
+    path: str | Path, reference: str | Path | None = None, timeout: int = 1800
+) -> list[Grade]:
+    """Execute the notebook ``path`` in a fresh kernel and score its grade cells.
+
+    With ``reference`` (the instructor's notebook), the grading cells of
+    ``path`` are first replaced by the reference's, matched by ``grade_id``,
+    and a grading cell missing from ``path`` scores 0."""
     path = Path(path)
-    if path.suffix != ".ipynb" or not path.is_file():
-        raise ValueError(f"path must be an existing .ipynb notebook, got {path}")
+    for name, value in (("path", path), ("reference", reference)):
+        if value is not None and (Path(value).suffix != ".ipynb" or not Path(value).is_file()):
+            raise ValueError(f"{name} must be an existing .ipynb notebook, got {value}")
     nb = nbformat.read(path, as_version=4)
-    if not any(_nbgrader(cell).get("grade") for cell in nb.cells):
+    missing = {}
+    if reference is not None:
+        originals = _grade_cells(nbformat.read(reference, as_version=4))
+        submitted = _grade_cells(nb)
+        for grade_id, cell in submitted.items():
+            if grade_id in originals:
+                cell.source = originals[grade_id].source
+        missing = {k: c for k, c in originals.items() if k not in submitted}
+    if not _grade_cells(nb) and not missing:
         raise ValueError(f"{path} has no grade cells (nbgrader metadata grade: true)")
     client = NotebookClient(
         nb, timeout=timeout, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
@@ -111,6 +137,9 @@ def grade(path: str | Path, timeout: int = 1800) -> list[Grade]:
             message = f"{errors[0]['ename']}: {errors[0]['evalue']}"
         points = float(meta.get("points", 0))
         grades.append(Grade(meta["grade_id"], points, 0.0 if errors else points, message))
+    for grade_id, cell in missing.items():
+        points = float(_nbgrader(cell).get("points", 0))
+        grades.append(Grade(grade_id, points, 0.0, "the grading cell is missing from the notebook"))
     return grades
 
 
@@ -129,7 +158,7 @@ def main(argv: list[str]) -> None:
     usage = (
         "usage: python -m genai_course.coursework student [SOURCE_DIR [TARGET_DIR]]\n"
         "       python -m genai_course.coursework nbgrader-source NOTEBOOK TARGET\n"
-        "       python -m genai_course.coursework grade NOTEBOOK"
+        "       python -m genai_course.coursework grade NOTEBOOK [INSTRUCTOR_NOTEBOOK]"
     )
     if argv[:1] == ["student"] and len(argv) <= 3:
         source, target = (argv[1:] + ["notebooks", "student"][len(argv) - 1 :])[:2]
@@ -137,8 +166,8 @@ def main(argv: list[str]) -> None:
         print(f"wrote the student edition of {len(written)} notebooks to {target}/")
     elif argv[:1] == ["nbgrader-source"] and len(argv) == 3:
         print(f"wrote {student_edition(argv[1], argv[2], keep_code_solutions=True)}")
-    elif argv[:1] == ["grade"] and len(argv) == 2:
-        print_grades(grade(argv[1]), argv[1])
+    elif argv[:1] == ["grade"] and len(argv) in (2, 3):
+        print_grades(grade(*argv[1:]), argv[1])
     else:
         sys.exit(usage)
 

@@ -319,7 +319,8 @@ _EXERCISES = [
     ),
     Exercise(
         "ch3.kl_divergence",
-        "kl_divergence(p, q): probability vectors (K,) -> KL(p || q) in nats (0-dim tensor)",
+        "kl_divergence(p, q): probability vectors (K,), p possibly with zeros (0 log 0 = 0) "
+        "-> KL(p || q) in nats (0-dim tensor)",
         kl_divergence,
         _draw_kl,
         fixed=[(_f64(0.5, 0.5, 0.0), _f64(0.25, 0.25, 0.5))],
@@ -329,7 +330,8 @@ _EXERCISES = [
         "ch4.momentum_step",
         "momentum_step(theta, grad, velocity, lr, momentum): tensors theta, grad, velocity "
         "of one shape, floats lr, momentum -> (new theta, new velocity), one step of "
-        "heavy-ball momentum in torch.optim.SGD's form",
+        "heavy-ball momentum in torch.optim.SGD's form: velocity = momentum * velocity + grad, "
+        "then theta - lr * velocity",
         _momentum_step,
         _draw_momentum_step,
         hint="update the velocity first, b = momentum * b + grad, then step against it: "
@@ -339,7 +341,9 @@ _EXERCISES = [
         "ch4.adam_step",
         "adam_step(theta, grad, m, v, t, lr, beta1, beta2, eps): tensors theta, grad and "
         "Adam's running averages m, v; t the number of this step (1 for the first); floats "
-        "lr, beta1, beta2, eps -> (new theta, new m, new v), as torch.optim.Adam computes them",
+        "lr, beta1, beta2, eps -> (new theta, new m, new v), as torch.optim.Adam computes them: "
+        "the step uses the bias-corrected averages and adds eps outside the square root, and "
+        "the m and v returned are the uncorrected ones",
         _adam_step,
         _draw_adam_step,
         fixed=[
@@ -433,8 +437,8 @@ _EXERCISES = [
     ),
     Exercise(
         "ch8.kth_neighbour_radius",
-        "kth_neighbour_radius(points, k): points (N, D) -> (N,) the distance from each point "
-        "to its k-th nearest other point",
+        "kth_neighbour_radius(points, k): points (N, D), an int k >= 1 -> (N,) the distance "
+        "from each point to its k-th nearest other point (k = 1: the nearest)",
         _kth_neighbour_radius,
         _draw_kth_neighbour,
         hint="Euclidean distances to every point, sorted; the nearest is the point itself, at "
@@ -450,8 +454,8 @@ _EXERCISES = [
     ),
     Exercise(
         "A.multinomial_log_pmf",
-        "multinomial_log_pmf(x, probs): counts x (K,) and probabilities probs (K,) -> the log "
-        "of the multinomial pmf (a 0-dim tensor)",
+        "multinomial_log_pmf(x, probs): counts x (K,) as a float tensor and positive "
+        "probabilities probs (K,) -> the log of the multinomial pmf (a 0-dim tensor)",
         _multinomial_log_pmf,
         _draw_multinomial,
         hint="every category has a factorial in the coefficient's denominator, not only the "
@@ -475,8 +479,9 @@ def _describe(value: Any) -> str:
 
 
 def _as_tensors(value: Any) -> tuple[torch.Tensor, ...]:
-    """A result as a tuple of tensors: a tuple or list of results, or one result."""
-    items = value if isinstance(value, tuple | list) else (value,)
+    """A result as a tuple of tensors: a tuple of results, or one result (a list is one
+    result, a vector written as a list)."""
+    items = value if isinstance(value, tuple) else (value,)
     return tuple(torch.as_tensor(item) for item in items)
 
 

@@ -132,7 +132,8 @@ def grade(
         if not errors:
             message = "passed"
         elif printed.strip():  # check's verdict says more than a bare AssertionError
-            message = printed.strip().splitlines()[0]
+            verdict = printed.strip().splitlines()[0]  # "✗ ch6.gaussian_kl: what differs."
+            message = verdict.split(": ", 1)[1] if verdict.startswith("✗ ") else verdict
         else:
             message = f"{errors[0]['ename']}: {errors[0]['evalue']}"
         points = float(meta.get("points", 0))

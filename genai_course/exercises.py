@@ -32,7 +32,7 @@ from torch import nn
 from genai_course.config import check_positive_int
 from genai_course.gan import discriminator_loss, generator_loss
 from genai_course.information import entropy, gaussian_kl, kl_divergence
-from genai_course.metrics import bits_per_dim, frechet_distance
+from genai_course.metrics import _kth_neighbour_distance, bits_per_dim, frechet_distance
 
 Inputs = tuple[Any, ...]
 
@@ -122,11 +122,6 @@ def _lstm_cell(x, h, c, w_ih, w_hh, b):
         cell.bias_ih.copy_(b)
         cell.bias_hh.zero_()
         return cell(x, (h, c))
-
-
-def _kth_neighbour_radius(points: torch.Tensor, k: int) -> torch.Tensor:
-    distances = torch.cdist(points, points)  # (N, N), 0 on the diagonal
-    return distances.sort(dim=1).values[:, k]  # column 0 is the point itself
 
 
 def _multinomial_log_pmf(x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -439,7 +434,7 @@ _EXERCISES = [
         "ch8.kth_neighbour_radius",
         "kth_neighbour_radius(points, k): points (N, D), an int k >= 1 -> (N,) the distance "
         "from each point to its k-th nearest other point (k = 1: the nearest)",
-        _kth_neighbour_radius,
+        _kth_neighbour_distance,  # what chapter 8's precision and recall use
         _draw_kth_neighbour,
         hint="Euclidean distances to every point, sorted; the nearest is the point itself, at "
         "distance 0, and it does not count.",

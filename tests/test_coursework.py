@@ -6,15 +6,11 @@ import nbformat
 import pytest
 import torch
 
-from genai_course.coursework import grade, student_edition, write_student_edition
+from genai_course.coursework import _nbgrader, grade, student_edition, write_student_edition
 from genai_course.exercises import EXERCISES, check
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 FAST = next(path for path in NOTEBOOKS if path.name == "01_distributions.ipynb")  # about 10 s
-
-
-def _nbgrader(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
 
 
 def _solutions(nb) -> list[list[str]]:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genai_course import distributed
 from genai_course.config import check_positive_int
 from genai_course.train import History, fit
 
@@ -247,12 +248,15 @@ def gan_step(
     Reports the two losses, the mean :math:`D` on real and fake examples,
     and the discriminator's accuracy (0.5 = chance).
     """
-    generator, discriminator = gan.generator, gan.discriminator
+    # under torchrun each network in its own DistributedDataParallel, which averages its
+    # gradients across the processes (each network is one forward-backward unit)
+    generator, discriminator = distributed.wrap(gan.generator), distributed.wrap(gan.discriminator)
+    latent_dim = gan.generator.latent_dim
 
     def step(real: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = len(real)
         # -- 1. the discriminator ascends V: real -> 1, fake -> 0
-        z = torch.randn(batch, generator.latent_dim, device=real.device)  # (B, latent)
+        z = torch.randn(batch, latent_dim, device=real.device)  # (B, latent)
         fake = generator(z)
         # detached: no gradient into G on this step
         real_logits, fake_logits = discriminator(real), discriminator(fake.detach())  # (B,), (B,)

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from genai_course.config import check_positive_int, show_progress
+from genai_course import distributed
+from genai_course.config import check_positive_int, seed_everything, show_progress
 
 StepFn = Callable[..., Mapping[str, "torch.Tensor | float"]]
 
@@ -104,6 +105,26 @@ def _save_atomic(obj: dict, path: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def _shard(order: torch.Tensor, consumed: int, cluster: distributed.Cluster) -> torch.Tensor:
+    """This rank's examples for the rest of an epoch, in order.
+
+    The examples not yet seen, ``order[consumed:]``, are cut to a multiple
+    of the world size :math:`W` (at most :math:`W - 1` are left out, different
+    ones each epoch), and rank :math:`r` takes every :math:`W`-th from the
+    :math:`r`-th. Batch :math:`s` of every rank together is then
+    ``order[consumed + sWB : consumed + (s + 1)WB]``: the batch one process
+    with batch size :math:`WB` would take, in equal shares.
+    """
+    rest = order[consumed:]
+    rest = rest[: len(rest) - len(rest) % cluster.world_size]
+    return rest[cluster.rank :: cluster.world_size]
+
+
+def _rank_seed(seed: int, rank: int, step: int) -> int:
+    """A seed of rank ``rank``'s own random numbers (dropout, noise) from step ``step`` on."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer],
@@ -147,12 +168,22 @@ def fit(
             go to ``history.epochs``.
         checkpoint: file to write model, optimizers, history, RNG states and
             position to, at the end and every ``checkpoint_every`` steps.
-        resume: continue from ``checkpoint`` if it exists (same data,
-            ``batch_size`` and ``seed``); the result is bit-identical to an
-            uninterrupted run on the CPU.
+        resume: continue from ``checkpoint`` if it exists (same data, ``seed``
+            and ``shuffle``); the result is bit-identical to an uninterrupted
+            run on the CPU. The position is kept as examples seen, so a run
+            may resume with another ``batch_size`` or number of processes.
         log_every: steps between reading metrics back from the device (and
             checking they are finite).
         desc: label of the progress bar.
+
+    Under ``torchrun`` (after :func:`genai_course.distributed.init`) each of
+    the :math:`W` processes takes ``batch_size`` examples of every combined
+    batch of :math:`W \\times` ``batch_size`` (see ``_shard``) and draws its own
+    random numbers (seeded from ``seed`` and its rank). The loss or step
+    must call the model through :func:`genai_course.distributed.wrap`, which
+    averages the gradients; ``fit`` checks that the ranks' parameters agree.
+    Metrics and evaluations are averaged over the ranks, and only rank 0
+    draws the progress bar and writes the checkpoint.
 
     Raises:
         FloatingPointError: a metric became NaN or infinite; names the step.
@@ -190,52 +221,71 @@ def fit(
             f"data tensors must be non-empty and share their first dimension, "
             f"got lengths {[len(t) for t in tensors]}"
         )
+    cluster = distributed.current()
+    if n < cluster.world_size:
+        raise ValueError(f"data has {n} examples, fewer than the {cluster.world_size} processes")
 
     # -- put the data where the model is ------------------------------------
-    first_param = next(model.parameters(), None)
+    module = distributed.unwrap(model)  # what is checkpointed: the same on 1 or W processes
+    first_param = next(module.parameters(), None)
     device = first_param.device if first_param is not None else tensors[0].device
     tensors = tuple(t.to(device) for t in tensors)
-    steps_per_epoch = math.ceil(n / batch_size)
-    total_steps = epochs * steps_per_epoch
     # what a resume must match
-    run = {"n": n, "batch_size": batch_size, "seed": seed, "shuffle": shuffle}
+    run = {"n": n, "seed": seed, "shuffle": shuffle}
+
+    def steps_left(consumed: int) -> int:
+        """Steps of each rank to finish an epoch from example ``consumed`` on."""
+        rest = n - consumed
+        return math.ceil((rest - rest % cluster.world_size) // cluster.world_size / batch_size)
 
     # -- resume --------------------------------------------------------------
     history, done = History(), 0  # done = steps completed so far
+    epoch, consumed, epoch_start = 0, 0, 0  # where in which epoch; its first step
     path = Path(checkpoint) if checkpoint is not None else None
     if resume and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state["run"] != run:
             raise ValueError(
                 f"checkpoint {path} belongs to a run with {state['run']}, not {run}; "
-                "resume with the same data, batch_size, seed and shuffle, or delete the checkpoint"
+                "resume with the same data, seed and shuffle, or delete the checkpoint"
             )
         if set(state["optimizers"]) != set(optimizers):
             raise ValueError(
                 f"checkpoint {path} has optimizers {sorted(state['optimizers'])}, "
                 f"not {sorted(optimizers)}"
             )
-        model.load_state_dict(state["model"])
+        module.load_state_dict(state["model"])
         for name, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
-        _set_rng_state(state["rng"])
         history, done = History(**state["history"]), state["step"]
+        position = state["position"]
+        epoch, consumed, epoch_start = position["epoch"], position["consumed"], position["start"]
+        if len(state["rng"]) == cluster.world_size:  # each rank carries on its own stream
+            _set_rng_state(state["rng"][cluster.rank])
+        else:  # another number of processes: fresh streams, from the seed and the step
+            seed_everything(_rank_seed(seed, cluster.rank, done))
+    elif cluster.world_size > 1:
+        seed_everything(_rank_seed(seed, cluster.rank, 0))
 
     started, seconds_before = time.perf_counter(), history.seconds
 
     def save() -> None:
         history.seconds = seconds_before + time.perf_counter() - started
-        _save_atomic(
-            {
-                "run": run,
-                "step": done,
-                "model": model.state_dict(),
-                "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-                "history": asdict(history),
-                "rng": _rng_state(),
-            },
-            path,
-        )
+        rng = distributed.gather(_rng_state())  # every rank's, to resume each
+        if cluster.is_main:
+            _save_atomic(
+                {
+                    "run": run,
+                    "step": done,
+                    "position": {"epoch": epoch, "consumed": consumed, "start": epoch_start},
+                    "model": module.state_dict(),
+                    "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+                    "history": asdict(history),
+                    "rng": rng,
+                },
+                path,
+            )
+        distributed.barrier()  # no rank goes on before the file is there
 
     def checkpoint_due() -> bool:
         return checkpoint_every is not None and done % checkpoint_every == 0
@@ -243,52 +293,78 @@ def fit(
     pending: list[Mapping[str, torch.Tensor | float]] = []  # metrics not yet read back
 
     def record() -> None:
-        """Read pending metrics back from the device (one sync) and check them."""
-        first = done - len(pending) + 1
-        for key in pending[0]:
-            values = torch.stack(
-                [torch.as_tensor(m[key], device=device).detach().float() for m in pending]
-            ).tolist()
-            for offset, value in enumerate(values):
+        """Read pending metrics back from the device (one sync), averaged over
+        the ranks, and check them; check the ranks' parameters agree."""
+        keys, first = list(pending[0]), done - len(pending) + 1
+        values = torch.stack(
+            [torch.as_tensor(m[k], device=device).detach().float() for k in keys for m in pending]
+        )  # (keys * steps,)
+        values = distributed.average(values).view(len(keys), len(pending)).tolist()
+        for key, key_values in zip(keys, values, strict=True):
+            for offset, value in enumerate(key_values):
                 if not math.isfinite(value):
-                    bad = first + offset
                     raise FloatingPointError(
-                        f"{key} became {value} at step {bad} (epoch "
-                        f"{(bad - 1) // steps_per_epoch + 1} of {epochs}); training stopped. "
+                        f"{key} became {value} at step {first + offset} (epoch "
+                        f"{epoch + 1} of {epochs}); training stopped. "
                         "Usual causes: a learning rate too high, log(0), division by zero."
                     )
-            history.steps.setdefault(key, []).extend(values)
-        bar.set_postfix({key: f"{history.steps[key][-1]:.4g}" for key in pending[0]})
+            history.steps.setdefault(key, []).extend(key_values)
+        if cluster.world_size > 1:
+            checksum = sum(p.detach().double().square().sum() for p in module.parameters())
+            if not distributed.agree(checksum):
+                raise RuntimeError(
+                    f"after step {done} the parameters differ between the {cluster.world_size} "
+                    "processes: their gradients were not averaged. The loss (or step) must call "
+                    "the model through genai_course.distributed.wrap(model), not the model itself"
+                )
+        bar.set_postfix({key: f"{history.steps[key][-1]:.4g}" for key in keys})
         pending.clear()
 
     # -- the loop --------------------------------------------------------------
+    total_steps = done + steps_left(consumed) + (epochs - epoch - 1) * steps_left(0)
     model.train()
-    with tqdm(total=total_steps, initial=done, desc=desc, disable=not show_progress()) as bar:
-        for epoch in range(done // steps_per_epoch, epochs):
-            order = (_epoch_order(n, seed, epoch) if shuffle else torch.arange(n)).to(device)
-            for i in range(done - epoch * steps_per_epoch, steps_per_epoch):
-                index = order[i * batch_size : (i + 1) * batch_size]  # (B,)
+    show = show_progress() and cluster.is_main
+    with tqdm(total=max(total_steps, done), initial=done, desc=desc, disable=not show) as bar:
+        while epoch < epochs:
+            order = _epoch_order(n, seed, epoch) if shuffle else torch.arange(n)
+            mine = _shard(order, consumed, cluster).to(device)  # this rank's examples
+            steps = math.ceil(len(mine) / batch_size)
+            for i in range(steps):
+                index = mine[i * batch_size : (i + 1) * batch_size]  # (B,)
                 pending.append(step(*(t[index] for t in tensors)))
                 done += 1
+                consumed += len(index) * cluster.world_size
                 bar.update(1)
-                last_of_epoch = i == steps_per_epoch - 1
+                last_of_epoch = i == steps - 1
                 if done % log_every == 0 or checkpoint_due() or last_of_epoch:
                     record()
                 if checkpoint_due() and not last_of_epoch:
                     save()  # at the end of an epoch: after its summary, below
             # end of epoch: the mean of each step metric, then the evaluation
             for key, values in history.steps.items():
-                epoch_values = values[epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch]
+                epoch_values = values[epoch_start:]
                 history.epochs.setdefault(key, []).append(sum(epoch_values) / len(epoch_values))
             if evaluate is not None:
                 model.eval()
                 with torch.no_grad():
-                    for key, value in evaluate().items():
-                        history.epochs.setdefault(key, []).append(float(value))
+                    metrics = {key: float(value) for key, value in evaluate().items()}
                 model.train()
+                if metrics:
+                    values = torch.tensor(list(metrics.values()), device=device)
+                    for key, value in zip(
+                        metrics, distributed.average(values).tolist(), strict=True
+                    ):
+                        history.epochs.setdefault(key, []).append(value)
+            epoch, consumed, epoch_start = epoch + 1, 0, done
             if checkpoint_due():
                 save()
     if path is not None:
         save()
     history.seconds = seconds_before + time.perf_counter() - started
     return history
+
+
+if __name__ == "__main__":  # python -m genai_course.train MODEL ...; what torchrun launches
+    from genai_course.recipes import main
+
+    main()

@@ -1,0 +1,76 @@
+"""One rank of the two-process tests in test_distributed.py, launched by torchrun.
+
+Trains a small regression model with ``fit`` and saves what this rank ended
+with (parameters, history) to ``OUT/rank{RANK}.pt``.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genai_course import distributed
+from genai_course.train import fit
+
+
+def regression_data(n):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.1 * torch.randn(n, generator=g)
+    return x, y
+
+
+def model(dropout):
+    torch.manual_seed(0)  # the same weights as the single-process reference
+    return nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Dropout(dropout), nn.Linear(16, 1))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out", type=Path)
+    p.add_argument("--n", type=int, default=96)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--crash-at", type=int, help="raise at this step, on every rank")
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--bare", action="store_true", help="the loss calls the unwrapped model")
+    args = p.parse_args()
+
+    cluster = distributed.init(timeout=60)
+    net = model(args.dropout)
+    wrapped = net if args.bare else distributed.wrap(net)
+    steps = []
+
+    def loss(xb, yb):
+        steps.append(1)
+        if len(steps) == args.crash_at:
+            raise KeyboardInterrupt
+        return (wrapped(xb).squeeze(-1) - yb) ** 2
+
+    history = fit(
+        net,
+        torch.optim.Adam(net.parameters(), lr=0.01),
+        regression_data(args.n),
+        loss,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+    )
+    torch.save(
+        {
+            "parameters": [p.detach() for p in net.parameters()],
+            "history": {"steps": history.steps, "epochs": history.epochs},
+        },
+        args.out / f"rank{cluster.rank}.pt",
+    )
+    distributed.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -137,6 +137,7 @@ def init(*, backend: str | None = None, timeout: float = 300.0) -> Cluster:
             rank=rank,
             world_size=world_size,
             timeout=datetime.timedelta(seconds=timeout),
+            device_id=torch.device("cuda", local_rank) if backend == "nccl" else None,
         )
     except dist.DistError as error:
         raise RuntimeError(

@@ -109,6 +109,12 @@ def init(*, backend: str | None = None, timeout: float = 300.0) -> Cluster:
         return current()
     if "WORLD_SIZE" not in os.environ and "RANK" not in os.environ:
         return Cluster()
+    for name, other in (("WORLD_SIZE", "RANK"), ("RANK", "WORLD_SIZE")):
+        if name not in os.environ:
+            raise ValueError(
+                f"the environment variable {name} is not set but {other} is: set both (torchrun "
+                "does) for several processes, or neither for one"
+            )
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0, world_size - 1)
     local_rank = _env_int("LOCAL_RANK", 0, world_size - 1) if "LOCAL_RANK" in os.environ else rank
@@ -127,8 +133,10 @@ def init(*, backend: str | None = None, timeout: float = 300.0) -> Cluster:
     if backend == "nccl":
         if local_rank >= torch.cuda.device_count():
             raise RuntimeError(
-                f"LOCAL_RANK={local_rank} needs GPU {local_rank}, but this machine has "
-                f"{torch.cuda.device_count()}: start at most that many processes per machine"
+                f"LOCAL_RANK={local_rank} needs GPU {local_rank}, but this process sees "
+                f"{torch.cuda.device_count()}: start at most that many processes per machine "
+                "(if a scheduler gives each process its own GPU through CUDA_VISIBLE_DEVICES, "
+                "set LOCAL_RANK=0 for each)"
             )
         torch.cuda.set_device(local_rank)  # "cuda" now means this rank's own GPU
     try:
@@ -173,7 +181,10 @@ def wrap(model: nn.Module) -> nn.Module:
         raise TypeError(f"model must be a torch.nn.Module, got {model!r}")
     if not dist.is_initialized():
         return model
-    device = next(model.parameters()).device
+    first = next(model.parameters(), None)
+    if first is None:
+        raise ValueError("model has no parameters: there are no gradients to average")
+    device = first.device
     return DistributedDataParallel(
         model,
         device_ids=[device.index] if device.type == "cuda" else None,

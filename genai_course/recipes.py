@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> dict:
             p.error(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
     if args.lr is not None and not args.lr > 0:
         p.error(f"--lr must be positive, got {args.lr}")
+    if args.seed < 0:
+        p.error(f"--seed must be a non-negative integer, got {args.seed}")
+    if not args.timeout > 0:
+        p.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if (args.resume or args.checkpoint_every) and args.checkpoint is None:
         p.error("--resume and --checkpoint-every need --checkpoint")
     cluster = distributed.init(timeout=args.timeout)

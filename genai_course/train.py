@@ -223,7 +223,10 @@ def fit(
         )
     cluster = distributed.current()
     if n < cluster.world_size:
-        raise ValueError(f"data has {n} examples, fewer than the {cluster.world_size} processes")
+        raise ValueError(
+            f"data has {n} examples but there are {cluster.world_size} processes (WORLD_SIZE); "
+            "each needs at least one"
+        )
 
     # -- put the data where the model is ------------------------------------
     module = distributed.unwrap(model)  # what is checkpointed: the same on 1 or W processes
@@ -244,6 +247,11 @@ def fit(
     path = Path(checkpoint) if checkpoint is not None else None
     if resume and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if "position" not in state:
+            raise ValueError(
+                f"checkpoint {path} was written by an older genai_course, which kept its place "
+                "in steps, not examples; delete it (or finish that run with the older version)"
+            )
         if state["run"] != run:
             raise ValueError(
                 f"checkpoint {path} belongs to a run with {state['run']}, not {run}; "
@@ -266,6 +274,27 @@ def fit(
             seed_everything(_rank_seed(seed, cluster.rank, done))
     elif cluster.world_size > 1:
         seed_everything(_rank_seed(seed, cluster.rank, 0))
+
+    if cluster.world_size > 1:  # ranks that disagree would wait for each other forever
+        settings = {
+            "examples": n,
+            "batch_size": batch_size,
+            "epochs": epochs,
+            "seed": seed,
+            "shuffle": shuffle,
+            "log_every": log_every,
+            "checkpoint_every": checkpoint_every,
+            "checkpoint": checkpoint is not None,
+            "resumed at step": done,
+        }
+        every = distributed.gather(settings)
+        if any(other != settings for other in every):
+            differ = sorted(k for k in settings if len({repr(o[k]) for o in every}) > 1)
+            raise ValueError(
+                f"the {cluster.world_size} processes were given different {', '.join(differ)}: "
+                + "; ".join(f"rank {r}: {[o[k] for k in differ]}" for r, o in enumerate(every))
+                + ". Every rank must call fit alike (and see the same checkpoint file)"
+            )
 
     started, seconds_before = time.perf_counter(), history.seconds
 
@@ -310,7 +339,10 @@ def fit(
                     )
             history.steps.setdefault(key, []).extend(key_values)
         if cluster.world_size > 1:
-            checksum = sum(p.detach().double().square().sum() for p in module.parameters())
+            checksum = sum(
+                (p.detach().double().square().sum() for p in module.parameters()),
+                torch.zeros((), dtype=torch.float64, device=device),
+            )
             if not distributed.agree(checksum):
                 raise RuntimeError(
                     f"after step {done} the parameters differ between the {cluster.world_size} "
@@ -349,12 +381,13 @@ def fit(
                 with torch.no_grad():
                     metrics = {key: float(value) for key, value in evaluate().items()}
                 model.train()
-                if metrics:
-                    values = torch.tensor(list(metrics.values()), device=device)
-                    for key, value in zip(
-                        metrics, distributed.average(values).tolist(), strict=True
-                    ):
-                        history.epochs.setdefault(key, []).append(value)
+                if cluster.world_size > 1:  # the mean over the ranks, in float64
+                    values = torch.tensor(
+                        list(metrics.values()), dtype=torch.float64, device=device
+                    )
+                    metrics = dict(zip(metrics, distributed.average(values).tolist(), strict=True))
+                for key, value in metrics.items():
+                    history.epochs.setdefault(key, []).append(value)
             epoch, consumed, epoch_start = epoch + 1, 0, done
             if checkpoint_due():
                 save()

@@ -10,8 +10,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import genai_course.train as train
 from genai_course import distributed
 from genai_course.train import fit
+
+save_atomic = train._save_atomic
 
 
 def regression_data(n):
@@ -29,7 +32,7 @@ def model(dropout):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("out", type=Path)
-    p.add_argument("--n", type=int, default=96)
+    p.add_argument("--examples", type=int, default=96)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--dropout", type=float, default=0.0)
@@ -38,9 +41,19 @@ def main():
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--bare", action="store_true", help="the loss calls the unwrapped model")
+    p.add_argument("--rank1-batch-size", type=int, help="rank 1's batch size, if not --batch-size")
     args = p.parse_args()
 
     cluster = distributed.init(timeout=60)
+    if cluster.rank == 1 and args.rank1_batch_size:
+        args.batch_size = args.rank1_batch_size
+    writes = []  # the checkpoints this rank wrote
+
+    def save_and_count(obj, path):
+        writes.append(obj["step"])
+        save_atomic(obj, path)
+
+    train._save_atomic = save_and_count
     net = model(args.dropout)
     wrapped = net if args.bare else distributed.wrap(net)
     steps = []
@@ -54,7 +67,7 @@ def main():
     history = fit(
         net,
         torch.optim.Adam(net.parameters(), lr=0.01),
-        regression_data(args.n),
+        regression_data(args.examples),
         loss,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -66,6 +79,7 @@ def main():
         {
             "parameters": [p.detach() for p in net.parameters()],
             "history": {"steps": history.steps, "epochs": history.epochs},
+            "checkpoints written": writes,
         },
         args.out / f"rank{cluster.rank}.pt",
     )

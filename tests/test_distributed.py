@@ -81,7 +81,8 @@ def test_two_processes_agree_with_each_other_and_with_one_process_on_the_combine
         torch.testing.assert_close(ranks[0]["history"][key], getattr(history, key))
     assert history.epochs["loss"][-1] < history.epochs["loss"][0]
 
-    # rank 0 alone wrote the checkpoint, once, with rank 0's parameters
+    # rank 0 alone wrote the checkpoint, once (at the end), with rank 0's parameters
+    assert ranks[0]["checkpoints written"] == [12] and ranks[1]["checkpoints written"] == []
     assert [p.name for p in (tmp_path / "ck").iterdir()] == ["run.pt"]
     saved = torch.load(tmp_path / "ck" / "run.pt", weights_only=True)
     assert len(saved["rng"]) == 2  # each rank's random state, to resume each
@@ -90,7 +91,9 @@ def test_two_processes_agree_with_each_other_and_with_one_process_on_the_combine
 
 
 def test_resume_on_two_processes_continues_bit_identically(tmp_path, closed_port):
-    common = ["--epochs", 3, "--dropout", 0.2]  # dropout: each rank's random numbers matter
+    # dropout: each rank's random numbers matter; 101 examples: 1 left out an epoch, and each
+    # rank's 50 make 7 steps of 8, 8, 8, 8, 8, 8 and 2
+    common = ["--epochs", 3, "--dropout", 0.2, "--examples", 101]
     reference = run_worker(closed_port, tmp_path / "reference", *common)
 
     ckpt = tmp_path / "run.pt"
@@ -99,7 +102,7 @@ def test_resume_on_two_processes_continues_bit_identically(tmp_path, closed_port
         "--checkpoint", ckpt, "--checkpoint-every", 5,
     )  # fmt: skip
     assert crashed.returncode != 0 and "KeyboardInterrupt" in crashed.stderr
-    assert torch.load(ckpt, weights_only=True)["step"] == 10  # 6 steps an epoch: in epoch 2
+    assert torch.load(ckpt, weights_only=True)["step"] == 10  # 7 steps an epoch: in epoch 2
 
     resumed = run_worker(
         closed_port, tmp_path / "resumed", *common, "--checkpoint", ckpt, "--resume"
@@ -108,6 +111,8 @@ def test_resume_on_two_processes_continues_bit_identically(tmp_path, closed_port
         for a, b in zip(reference[rank]["parameters"], resumed[rank]["parameters"], strict=True):
             assert torch.equal(a, b)
         assert resumed[rank]["history"] == reference[rank]["history"]
+        assert len(reference[rank]["history"]["steps"]["loss"]) == 21
+    assert resumed[0]["checkpoints written"] == [21] and resumed[1]["checkpoints written"] == []
 
 
 def test_a_two_process_checkpoint_resumes_on_one_process(tmp_path, closed_port):
@@ -117,12 +122,14 @@ def test_a_two_process_checkpoint_resumes_on_one_process(tmp_path, closed_port):
         "--checkpoint", ckpt, "--checkpoint-every", 9,
     )  # fmt: skip
     assert crashed.returncode != 0
-    reference, _ = one_process(epochs=3, batch_size=16)
+    reference, reference_history = one_process(epochs=3, batch_size=16)
     # mid-epoch 2, on one process with the combined batch: the same remaining batches
     resumed, history = one_process(epochs=3, batch_size=16, checkpoint=ckpt, resume=True)
     for a, b in zip(reference, resumed, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert len(history.steps["loss"]) == 18 and len(history.epochs["loss"]) == 3
+    torch.testing.assert_close(history.steps, reference_history.steps)
+    torch.testing.assert_close(history.epochs, reference_history.epochs)
 
 
 def test_a_loss_that_calls_the_bare_model_is_caught(tmp_path, closed_port):
@@ -131,6 +138,14 @@ def test_a_loss_that_calls_the_bare_model_is_caught(tmp_path, closed_port):
     assert done.returncode != 0
     assert "the parameters differ between the 2 processes" in done.stderr
     assert "genai_course.distributed.wrap(model)" in done.stderr
+
+
+def test_processes_called_differently_stop_instead_of_waiting(tmp_path, closed_port):
+    done = torchrun(closed_port, WORKER, tmp_path, "--rank1-batch-size", 4)
+    assert done.returncode != 0
+    assert "the 2 processes were given different batch_size: rank 0: [8]; rank 1: [4]" in (
+        done.stderr
+    )
 
 
 @pytest.mark.parametrize("model_name", ["vae", "dcgan"])
@@ -159,6 +174,12 @@ def test_the_script_trains_on_two_processes(tmp_path, closed_port, model_name):
         ({"WORLD_SIZE": "2", "RANK": "2"}, r"RANK='2' must be an integer from 0 to 1"),
         ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_PORT": "1"}, "MASTER_ADDR is not set"),
         ({"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "127.0.0.1"}, "MASTER_PORT is not set"),
+        ({"RANK": "0"}, "WORLD_SIZE is not set but RANK is"),
+        ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "5"}, r"LOCAL_RANK='5' must be"),
+        (
+            {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "x"},
+            r"MASTER_PORT='x' must be an integer from 1 to 65535",
+        ),
     ],
 )
 def test_a_bad_environment_is_named(monkeypatch, env, message):

@@ -363,6 +363,19 @@ def binarize(images: torch.Tensor, *, generator: torch.Generator | None = None) 
     return (uniform.to(probs.device) < probs).float()
 
 
+# the seeds of the book's one binarisation of each Fashion-MNIST split
+BINARIZATION_SEEDS = {"test": 0, "train": 1}
+
+
+def binarized_fashion_mnist(split: str) -> torch.Tensor:
+    """The book's one fixed binarisation of a Fashion-MNIST split, (N, 28, 28)
+    float32 zeros and ones: :func:`binarize` with the split's seed in
+    ``BINARIZATION_SEEDS``, so that every chapter scores the same test images."""
+    if split not in BINARIZATION_SEEDS:
+        raise ValueError(f"split must be one of {sorted(BINARIZATION_SEEDS)}, got {split!r}")
+    seed = torch.Generator().manual_seed(BINARIZATION_SEEDS[split])
+    return binarize(load_fashion_mnist(split).images, generator=seed)
+
 def ring_of_gaussians(
     n: int,
     modes: int = 8,

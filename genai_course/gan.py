@@ -20,8 +20,6 @@ output, the DCGAN convention) and in :math:`[0, 1]` outside (``sample``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +27,6 @@ from torch import nn
 
 from genai_course import distributed
 from genai_course.config import check_positive_int
-from genai_course.train import History, fit
 
 # -- the losses -------------------------------------------------------------------
 
@@ -227,6 +224,13 @@ class GAN(nn.Module):
             "fixed_z", torch.randn(num_fixed, generator.latent_dim, generator=noise)
         )
 
+    @torch.no_grad()
+    def snapshot(self) -> torch.Tensor:
+        """The generator's output for ``fixed_z``, on the CPU: images (num_fixed, H, W)
+        in [0, 1] or points (num_fixed, data_dim). Watched after every epoch, it
+        shows the same "people" getting sharper."""
+        return _from_gan_range(self.generator, self.generator(self.fixed_z)).cpu()
+
 
 def gan_step(
     gan: GAN,
@@ -280,70 +284,6 @@ def gan_step(
         }
 
     return step
-
-
-@dataclass
-class GANRun:
-    """What :func:`train_gan` returns: the history of ``fit`` and the images
-    (or points) of ``fixed_z`` at the end of every epoch, on the CPU."""
-
-    history: History
-    snapshots: list[torch.Tensor] = field(default_factory=list)
-
-
-def train_gan(
-    gan: GAN,
-    data: torch.Tensor,
-    *,
-    epochs: int,
-    batch_size: int = 64,
-    lr: float = 2e-4,
-    betas: tuple[float, float] = (0.5, 0.999),
-    non_saturating: bool = True,
-    seed: int = 0,
-    checkpoint: str | Path | None = None,
-    checkpoint_every: int | None = None,
-    resume: bool = False,
-    desc: str | None = None,
-) -> GANRun:
-    """Train both networks of ``gan`` on ``data`` with :func:`gan_step` and
-    ``genai_course.train.fit``: Adam for each (DCGAN's ``lr=2e-4``,
-    ``betas=(0.5, 0.999)``; PyTorch's fused one-kernel update), batches of
-    real examples in the networks' range (images in [-1, 1], see
-    :func:`to_gan_range`), checkpoints and resume as in ``fit``. Returns the
-    history and per-epoch snapshots."""
-    if not isinstance(data, torch.Tensor) or not data.is_floating_point():
-        raise TypeError("data must be a floating-point torch.Tensor (images: use to_gan_range)")
-    if gan.generator.image_shape is not None and (data.min() < -1 or data.max() > 1):
-        raise ValueError(
-            f"image data must be in [-1, 1], the range of the generator's tanh; got values "
-            f"from {data.min().item():.3g} to {data.max().item():.3g} (use to_gan_range)"
-        )
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=lr, betas=betas, fused=True)
-    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=lr, betas=betas, fused=True)
-    run = GANRun(History())
-
-    def snapshot() -> dict[str, float]:
-        run.snapshots.append(_from_gan_range(gan.generator, gan.generator(gan.fixed_z)).cpu())
-        return {}
-
-    run.history = fit(
-        gan,
-        {"discriminator": opt_d, "generator": opt_g},
-        data,
-        step=gan_step(gan, opt_d, opt_g, non_saturating),
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        evaluate=snapshot,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        desc=desc,
-    )
-    return run
 
 
 # -- data in and samples out ---------------------------------------------------------

@@ -7,15 +7,13 @@ For independent observations :math:`x_1, \dots, x_N`,
 
 The product underflows to 0 after a few hundred observations; the sum does
 not. Maximum-likelihood estimates are given in closed form (``fit_*``) and
-found numerically by minimising :math:`-\ell(\theta)/N` (``fit_by_gradient``).
+found numerically by minimising :math:`-\ell(\theta)/N`
+(``genai_course.train.mle.fit_by_gradient``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch import nn
 
 from genai_course.distributions import (
     Bernoulli,
@@ -24,12 +22,11 @@ from genai_course.distributions import (
     MultivariateNormal,
     Normal,
 )
-from genai_course.optim import Adam
-from genai_course.train import History, fit
 
 
-def _data(x, name: str = "data") -> torch.Tensor:
-    """Observations along the first axis, checked to be non-empty and finite."""
+def observations(x, name: str = "data") -> torch.Tensor:
+    """Observations along the first axis, checked to be non-empty and finite;
+    a ``ValueError`` names ``name`` otherwise."""
     x = torch.as_tensor(x)
     if x.ndim == 0 or len(x) == 0:
         raise ValueError(f"{name} is empty: maximum likelihood needs at least one observation")
@@ -45,17 +42,17 @@ def _floating(x: torch.Tensor) -> torch.Tensor:
 def likelihood(dist: Distribution, data) -> torch.Tensor:
     r""":math:`L = \prod_i p(x_i)` over the first axis of ``data``: computed as the
     product on purpose, to show it underflowing. Use :func:`log_likelihood`."""
-    return dist.prob(_data(data)).prod(0)
+    return dist.prob(observations(data)).prod(0)
 
 
 def log_likelihood(dist: Distribution, data) -> torch.Tensor:
     r""":math:`\ell = \sum_i \log p(x_i)` over the first axis of ``data``."""
-    return dist.log_prob(_data(data)).sum(0)
+    return dist.log_prob(observations(data)).sum(0)
 
 
 def fit_bernoulli(x) -> Bernoulli:
     r"""MLE of a Bernoulli: :math:`\hat p = \frac1N \sum_i x_i`, per column."""
-    x = _data(x, "x")
+    x = observations(x, "x")
     if not ((x == 0) | (x == 1)).all():
         raise ValueError("x must be binary (0 or 1) to fit a Bernoulli")
     return Bernoulli(_floating(x).mean(0))
@@ -63,7 +60,7 @@ def fit_bernoulli(x) -> Bernoulli:
 
 def fit_categorical(x, num_classes: int) -> Categorical:
     r"""MLE of a categorical: :math:`\hat\pi_k = N_k / N`, the class frequencies."""
-    x = _data(x, "x")
+    x = observations(x, "x")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     if x.is_floating_point() or x.ndim != 1:
@@ -80,7 +77,7 @@ def fit_normal(x) -> Normal:
     r"""MLE of a Gaussian, per column: :math:`\hat\mu = \frac1N\sum_i x_i`,
     :math:`\hat\sigma^2 = \frac1N \sum_i (x_i - \hat\mu)^2` (divided by :math:`N`,
     not :math:`N - 1`: the MLE is biased)."""
-    x = _floating(_data(x, "x"))
+    x = _floating(observations(x, "x"))
     mu = x.mean(0)
     sigma = ((x - mu) ** 2).mean(0).sqrt()
     if (sigma == 0).any():
@@ -97,7 +94,7 @@ def fit_multivariate_normal(x, jitter: float = 0.0) -> MultivariateNormal:
     black, or fewer rows than columns), :math:`\hat\Sigma` is singular and no
     density exists; ``jitter`` adds :math:`\epsilon I` to it, the usual fix.
     """
-    x = _floating(_data(x, "x"))
+    x = _floating(observations(x, "x"))
     if x.ndim != 2:
         raise ValueError(f"x must have shape (N, D), got {tuple(x.shape)}")
     if jitter < 0:
@@ -113,40 +110,3 @@ def fit_multivariate_normal(x, jitter: float = 0.0) -> MultivariateNormal:
             "the covariance of x is singular: some direction of the data has no "
             "variance. Pass jitter > 0, e.g. jitter=1e-3"
         ) from None
-
-
-def fit_by_gradient(
-    build: Callable[..., Distribution],
-    init: dict[str, float | torch.Tensor],
-    data,
-    *,
-    lr: float = 0.05,
-    steps: int = 500,
-) -> tuple[Distribution, History]:
-    r"""Maximum likelihood by gradient descent: minimise :math:`-\frac1N \ell(\theta)`.
-
-    ``build(**params)`` turns unconstrained parameters into a distribution
-    (e.g. ``lambda loc, log_scale: Normal(loc, log_scale.exp())``), ``init``
-    gives their starting values. Runs ``steps`` full-batch steps of the
-    book's :class:`~genai_course.optim.Adam` through ``genai_course.train.fit``
-    and returns the fitted distribution and the history of the loss.
-    """
-    data = _floating(_data(data))
-    params = nn.ParameterDict(
-        {
-            name: nn.Parameter(torch.as_tensor(value, dtype=data.dtype).clone())
-            for name, value in init.items()
-        }
-    )
-    optimizer = Adam(params.parameters(), lr=lr)
-    history = fit(
-        params,
-        optimizer,
-        data,
-        lambda x: -build(**params).log_prob(x),
-        epochs=steps,
-        batch_size=len(data),
-        log_every=max(steps, 1),
-    )
-    with torch.no_grad():
-        return build(**{name: p.detach() for name, p in params.items()}), history

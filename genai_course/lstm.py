@@ -245,6 +245,19 @@ def tbptt_step(model: CharLSTM, optimizer: torch.optim.Optimizer, clip: float = 
 
 
 @torch.no_grad()
+def bits_per_char(model: CharLSTM, ids: torch.Tensor) -> float:
+    r"""Held-out bits per character of ``ids`` (N,), read as one sequence in
+    eval mode: :math:`-\frac{1}{N-1}\sum_t \log_2 p(c_{t+1} \mid c_{\le t})`."""
+    if not isinstance(ids, torch.Tensor) or ids.ndim != 1 or len(ids) < 2:
+        raise ValueError("ids must be a 1-D tensor of at least two character indices")
+    was_training = model.training
+    model.eval()
+    logits, _ = model(ids[None, :-1])  # (1, N - 1, V)
+    model.train(was_training)
+    return F.cross_entropy(logits[0], ids[1:]).item() / math.log(2)
+
+
+@torch.no_grad()
 def generate(
     model: CharLSTM,
     vocab: CharVocab,

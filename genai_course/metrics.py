@@ -11,33 +11,25 @@ r"""Chapter 8: measuring generative models.
   (Kynkäänniemi et al., 2019): quality and diversity as two numbers.
 * **Mode coverage** on 2-D mixtures, and a **memorisation** check.
 
-Retrain the classifier from scratch with
-``python -m genai_course.metrics train-classifier`` (about five minutes on two
-CPU cores; seeded, so on the CPU it reproduces the shipped file bit for bit).
-It writes to ``~/.cache/genai_course/weights/``; load that file with
-``load_classifier(path)``. To replace the shipped weights, pass
-``--out genai_course/weights`` and update ``WEIGHTS_SHA256`` below.
+Retrain the classifier from scratch with its recipe,
+``python -m genai_course.train classifier --profile full --save FILE`` (about
+five minutes on two CPU cores, seeded), and load that file with
+``load_classifier(FILE)``. To replace the shipped weights, save to
+``genai_course/weights/fashion_classifier.pt`` and update ``WEIGHTS_SHA256`` below.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import math
 import operator
-import time
 from importlib import resources
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from genai_course.config import seed_everything
-from genai_course.data import cache_dir, load_fashion_mnist
 from genai_course.device import get_device
-from genai_course.train import fit
 
 # -- likelihood units ------------------------------------------------------------
 
@@ -154,34 +146,12 @@ def load_classifier(path: str | Path | None = None, device=None) -> FashionClass
         raise ValueError(
             f"{path} does not have the SHA-256 of the shipped classifier weights: the file is "
             "corrupt or was changed. Reinstall the package, or retrain with "
-            "`python -m genai_course.metrics train-classifier` and pass the new file as path="
+            "`python -m genai_course.train classifier --profile full --save FILE` and pass "
+            "path=FILE"
         )
     model = FashionClassifier()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.to(device or get_device()).eval()
-
-
-def train_classifier(
-    epochs: int = 12, seed: int = 0, device=None
-) -> tuple[FashionClassifier, float]:
-    """Train a :class:`FashionClassifier` from scratch; return it and its test accuracy."""
-    seed_everything(seed)
-    device = device or get_device()
-    train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
-    model = FashionClassifier().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    fit(
-        model,
-        optimizer,
-        (train.images.to(device), train.labels.to(device)),
-        lambda x, y: F.cross_entropy(model(x), y, reduction="none"),
-        epochs=epochs,
-        batch_size=128,
-        seed=seed,
-        desc="classifier",
-    )
-    accuracy = (model.predict(test.images.to(device)).cpu() == test.labels).float().mean().item()
-    return model.eval(), accuracy
 
 
 # -- Fréchet distance -------------------------------------------------------------
@@ -284,7 +254,7 @@ def _check_k(k, most: int) -> None:
         raise ValueError(f"k must be an int from 1 to {most}, got {k!r}")
 
 
-def _kth_neighbour_distance(points: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+def kth_neighbour_distance(points: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
     """Distance from each point to its k-th nearest other point: (N,)."""
     radii = [
         torch.cdist(block, points).kthvalue(k + 1, dim=1).values  # k + 1: itself is at 0
@@ -312,8 +282,8 @@ def precision_recall(real_features, fake_features, k: int = 3) -> tuple[float, f
     real = _check_points(real_features, "real_features")
     fake = _check_points(fake_features, "fake_features", real, "real_features")
     _check_k(k, min(len(real), len(fake)) - 1)  # k-th neighbour other than itself
-    precision = _inside_any_ball(fake, real, _kth_neighbour_distance(real, k)).float().mean()
-    recall = _inside_any_ball(real, fake, _kth_neighbour_distance(fake, k)).float().mean()
+    precision = _inside_any_ball(fake, real, kth_neighbour_distance(real, k)).float().mean()
+    recall = _inside_any_ball(real, fake, kth_neighbour_distance(fake, k)).float().mean()
     return precision.item(), recall.item()
 
 
@@ -369,34 +339,3 @@ def memorisation(fake, train, k: int = 1, *, held_out=None) -> dict[str, float]:
         close = fake_distances < held_distances.quantile(0.01)
         result["copied_fraction"] = close.float().mean().item()
     return result
-
-
-def _main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m genai_course.metrics")
-    commands = parser.add_subparsers(dest="command", required=True)
-    retrain = commands.add_parser("train-classifier", help="retrain the feature classifier")
-    retrain.add_argument("--epochs", type=int, default=12)
-    retrain.add_argument("--seed", type=int, default=0)
-    retrain.add_argument("--out", type=Path, default=cache_dir() / "weights")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    model, accuracy = train_classifier(args.epochs, args.seed, device=torch.device("cpu"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    weights = args.out / WEIGHTS
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, weights)
-    record = {
-        "test_accuracy": round(accuracy, 4),
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "sha256": _sha256(weights),
-        "torch": torch.__version__,
-        "train_seconds": round(time.perf_counter() - start, 1),
-        "command": "python -m genai_course.metrics train-classifier",
-    }
-    (args.out / "fashion_classifier.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
-    print(f"load it with genai_course.metrics.load_classifier({str(weights)!r})")
-
-
-if __name__ == "__main__":
-    _main()

@@ -11,11 +11,10 @@ import torch
 from test_train import regression_data  # this folder is the script's: on sys.path
 from torch import nn
 
-import genai_course.train as train
 from genai_course import distributed
-from genai_course.train import fit
+from genai_course.train import checkpoint, fit
 
-save_atomic = train._save_atomic
+write_atomic = checkpoint.write_atomic
 
 
 def model(dropout):
@@ -45,9 +44,9 @@ def main():
 
     def save_and_count(obj, path):
         writes.append(obj["step"])
-        save_atomic(obj, path)
+        write_atomic(obj, path)
 
-    train._save_atomic = save_and_count
+    checkpoint.write_atomic = save_and_count
     net = model(args.dropout)
     wrapped = net if args.bare else distributed.wrap(net)
     steps = []

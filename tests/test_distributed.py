@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from genai_course import distributed
-from genai_course.train import _epoch_order, _shard, fit
+from genai_course.train import fit
+from genai_course.train.loop import epoch_order
+from genai_course.train.parallel import shard
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 sys.path.insert(0, str(WORKER.parent))
@@ -49,11 +51,11 @@ def one_process(epochs, batch_size, n=96, **kwargs):
 
 
 def test_shards_of_a_batch_are_the_combined_batch_in_equal_parts():
-    order = _epoch_order(23, seed=3, epoch=1)
+    order = epoch_order(23, seed=3, epoch=1)
     for world_size in (1, 2, 3, 4):
         for consumed in (0, 5, 12):
             clusters = [distributed.Cluster(r, world_size) for r in range(world_size)]
-            shards = [_shard(order, consumed, c) for c in clusters]
+            shards = [shard(order, consumed, c) for c in clusters]
             usable = (23 - consumed) // world_size * world_size
             assert {len(s) for s in shards} == {usable // world_size}
             batch = 2  # per process
@@ -161,7 +163,7 @@ def test_the_script_trains_on_two_processes(tmp_path, closed_port, model_name):
     assert result["processes"] == 2 and result["backend"] == "gloo"
     assert result["combined batch"] == 2 * chapter_batch
     assert result["lr"] == pytest.approx({"vae": 1e-3, "dcgan": 2e-4}[model_name] * 2**0.5)
-    assert result["examples/s"] > 0 and result["training images"] == 256
+    assert result["examples/s"] > 0 and result["training examples"] == 256
     assert done.stdout.count(f"{model_name}: 2 process(es)") == 1  # rank 0 alone prints
     assert [p.name for p in (tmp_path / "ck").iterdir()] == ["model.pt"]
 

@@ -1,7 +1,10 @@
 import math
 
+import numpy as np
 import pytest
+import scipy.linalg
 import torch
+from scipy import spatial, special, stats
 
 from genai_course.exercises import EXERCISES, check, quiz
 from genai_course.mistakes import tutorial_kl, two_factorial_multinomial_pmf
@@ -134,3 +137,166 @@ def test_every_chapter_has_a_well_formed_quiz(stem):
 def test_an_unknown_quiz_is_named():
     with pytest.raises(ValueError, match="chapter '09_diffusion' has no quiz; the quizzes are 00"):
         quiz("09_diffusion")
+
+
+# -- every reference against an independent implementation ------------------------------
+# Each exercise's reference (a library call, a wrapper round one, or the package's own
+# function) is compared with a second implementation from another library, or with the
+# formula the exercise's task states written out in NumPy, on the exercise's own fixed
+# inputs and on its random ones drawn with several seeds.
+
+
+def _bernoulli_image_log_likelihood(theta, x):
+    return stats.bernoulli.logpmf(x.numpy(), theta.numpy()).sum(-1)
+
+
+def _first_category_above(probs, u):
+    # the first k with F(k) > u is the number of k with F(k) <= u (the last if round-off)
+    below = np.cumsum(probs.numpy())[None, :] <= u.numpy()[:, None]  # (N, K)
+    return np.minimum(below.sum(1), len(probs) - 1)
+
+
+def _norm_fit_per_column(x):
+    fits = [stats.norm.fit(column) for column in x.numpy().T]  # (loc, scale) per column
+    return np.array([loc for loc, _ in fits]), np.array([scale for _, scale in fits]) ** 2
+
+
+def _sgd_momentum_numpy(theta, grad, velocity, lr, momentum):
+    b = momentum * velocity.numpy() + grad.numpy()
+    return theta.numpy() - lr * b, b
+
+
+def _adam_numpy(theta, grad, m, v, t, lr, beta1, beta2, eps):
+    # Kingma and Ba (2015), algorithm 1
+    g = grad.numpy()
+    m, v = beta1 * m.numpy() + (1 - beta1) * g, beta2 * v.numpy() + (1 - beta2) * g**2
+    m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+    return theta.numpy() - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+def _discriminator_loss_scipy(real_logits, fake_logits):
+    # -log D(real) - log(1 - D(fake)), with D = sigmoid and 1 - sigmoid(a) = sigmoid(-a)
+    return -special.log_expit(real_logits.numpy()) - special.log_expit(-fake_logits.numpy())
+
+
+def _standard_normal_prior_kl(mu, logvar):
+    q = torch.distributions.Normal(mu, torch.exp(logvar / 2))
+    return torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(-1)
+
+
+def _gaussian_quantile_map(mu, logvar, eps):
+    # z = F^-1(Phi(eps)) with F the CDF of N(mu, sigma^2); the upper tail through sf and isf
+    sigma, eps = np.exp(logvar.numpy() / 2), eps.numpy()
+    lower = stats.norm.ppf(stats.norm.cdf(eps), mu.numpy(), sigma)
+    upper = stats.norm.isf(stats.norm.sf(eps), mu.numpy(), sigma)
+    return np.where(eps < 0, lower, upper)
+
+
+def _lstm_numpy(x, h, c, w_ih, w_hh, b):
+    gates = x.numpy() @ w_ih.numpy().T + h.numpy() @ w_hh.numpy().T + b.numpy()  # (B, 4H)
+    i, f, g, o = np.split(gates, 4, axis=1)  # PyTorch's order
+    c_t = special.expit(f) * c.numpy() + special.expit(i) * np.tanh(g)
+    return special.expit(o) * np.tanh(c_t), c_t
+
+
+def _bits_per_char_scipy(logits, targets):
+    log_probs = special.log_softmax(logits.numpy(), axis=1)  # (N, V)
+    return -log_probs[np.arange(len(targets)), targets.numpy()].mean() / np.log(2)
+
+
+def _frechet_sqrtm(mu1, cov1, mu2, cov2):
+    root = scipy.linalg.sqrtm(cov1.numpy() @ cov2.numpy()).real  # as pytorch-fid computes it
+    return ((mu1 - mu2).numpy() ** 2).sum() + np.trace(cov1.numpy() + cov2.numpy() - 2 * root)
+
+
+def _kd_tree_radius(points, k):
+    distances, _ = spatial.KDTree(points.numpy()).query(points.numpy(), k=k + 1)  # (N, k + 1)
+    return distances[:, k]  # column 0 is the point itself
+
+
+def _torch_multinomial(x, probs):
+    return torch.distributions.Multinomial(int(x.sum()), probs=probs).log_prob(x)
+
+
+INDEPENDENT = {
+    "ch0.image_log_likelihood": _bernoulli_image_log_likelihood,
+    "ch0.bits_per_dim": lambda nll, d: nll / d * np.log2(np.e),
+    "ch1.gaussian_log_pdf": lambda x, mu, s: torch.distributions.Normal(mu, s).log_prob(x),
+    "ch1.categorical_inverse_cdf": _first_category_above,
+    "ch2.gaussian_mle": _norm_fit_per_column,
+    "ch2.categorical_mle": lambda x, k: (x.numpy()[:, None] == np.arange(k)).mean(0),
+    "ch3.entropy": lambda p: stats.entropy(p.numpy()),
+    "ch3.kl_divergence": lambda p, q: stats.entropy(p.numpy(), q.numpy()),
+    "ch4.momentum_step": _sgd_momentum_numpy,
+    "ch4.adam_step": _adam_numpy,
+    "ch5.discriminator_loss": _discriminator_loss_scipy,
+    "ch5.generator_loss": lambda fake: -special.log_expit(fake.numpy()),
+    "ch6.gaussian_kl": _standard_normal_prior_kl,
+    "ch6.reparameterize": _gaussian_quantile_map,
+    "ch7.lstm_cell": _lstm_numpy,
+    "ch7.bits_per_char": _bits_per_char_scipy,
+    "ch8.frechet_distance": _frechet_sqrtm,
+    "ch8.kth_neighbour_radius": _kd_tree_radius,
+    "A.log_sum_exp": lambda x: special.logsumexp(x.numpy()),
+    "A.multinomial_log_pmf": _torch_multinomial,
+}
+
+
+def _cases(exercise_id: str, seeds=range(5), per_seed: int = 10) -> list[tuple]:
+    """The exercise's fixed inputs, then its random ones drawn with each seed."""
+    exercise = EXERCISES[exercise_id]
+    cases = list(exercise.fixed)
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(seed)
+        cases += [exercise.draw(generator) for _ in range(per_seed)]
+    return cases
+
+
+def _as_arrays(value) -> tuple[np.ndarray, ...]:
+    """A result (a tensor, a float, an array, or a tuple of them) as NumPy arrays."""
+    items = value if isinstance(value, tuple) else (value,)
+    return tuple(
+        item.detach().numpy() if isinstance(item, torch.Tensor) else np.asarray(item)
+        for item in items
+    )
+
+
+@pytest.mark.parametrize("exercise_id", list(EXERCISES))
+def test_the_reference_agrees_with_an_independent_implementation(exercise_id):
+    reference, independent = EXERCISES[exercise_id].reference, INDEPENDENT[exercise_id]
+    for inputs in _cases(exercise_id):
+        got, want = _as_arrays(reference(*inputs)), _as_arrays(independent(*inputs))
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):  # same shape and dtype, and values
+            np.testing.assert_allclose(g, w, rtol=1e-8, atol=1e-10, strict=True)
+
+
+HALF_LOG_2PI = math.log(2 * math.pi) / 2
+
+# the fixed cases' answers, worked by hand: (exercise, which fixed case, the answer)
+FIXED_ANSWERS = [
+    ("ch0.image_log_likelihood", 0, [math.log1p(-1e-12) + math.log(1 - 1e-12)]),
+    ("ch1.gaussian_log_pdf", 0, [-800 - HALF_LOG_2PI, -1800 - HALF_LOG_2PI]),  # -x^2 / 2
+    ("ch1.categorical_inverse_cdf", 0, [0, 2, 0, 2]),  # category 1 has probability 0
+    ("ch3.entropy", 0, 0.0),
+    ("ch3.kl_divergence", 0, math.log(2)),  # 2 * (1/2) log((1/2) / (1/4))
+    # the first step from zero averages: m-hat = g, v-hat = g^2, a step of lr g / (|g| + eps)
+    ("ch4.adam_step", 0, ([1 - 0.1 * g / (abs(g) + 1e-8) for g in (1.0, -2.0, 1e-3)],
+                          [0.1, -0.2, 1e-4], [1e-3, 4e-3, 1e-9])),  # fmt: skip
+    ("ch5.discriminator_loss", 0, [0.0, 200.0]),  # softplus(-100) is 4e-44
+    ("ch5.generator_loss", 0, [100.0, 0.0, math.log(2)]),
+    ("ch6.gaussian_kl", 0, [0.0, 0.0]),
+    ("ch7.bits_per_char", 0, 1000 / math.log(2)),  # 0 nats and 2000 nats, averaged
+    ("A.log_sum_exp", 0, 1000 + math.log(2)),
+    ("A.log_sum_exp", 1, -1000 + math.log1p(math.exp(-1))),
+]
+
+
+@pytest.mark.parametrize(("exercise_id", "case", "answer"), FIXED_ANSWERS)
+def test_the_reference_gives_the_worked_answer_on_a_fixed_case(exercise_id, case, answer):
+    exercise = EXERCISES[exercise_id]
+    got = _as_arrays(exercise.reference(*exercise.fixed[case]))
+    want = answer if isinstance(answer, tuple) else (answer,)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)

@@ -7,13 +7,13 @@ import torch
 from genai_course.distributions import Bernoulli, Normal
 from genai_course.likelihood import (
     fit_bernoulli,
-    fit_by_gradient,
     fit_categorical,
     fit_multivariate_normal,
     fit_normal,
     likelihood,
     log_likelihood,
 )
+from genai_course.train.mle import fit_by_gradient
 
 
 def normal_data(n=500, dim=None, seed=0):

@@ -1,0 +1,356 @@
+"""Recipes: every model a chapter trains, its settings, and the one function that trains it.
+
+A recipe holds a model's settings under each profile, as frozen dataclasses
+(``quick``: two CPU cores, about a minute a chapter; ``full``: the book's real
+results, on one GPU), and the function that trains it with
+:func:`~genai_course.train.fit`. Notebooks, Appendix A, the benchmarks and the
+command line all train through it, so a model is trained one way everywhere
+and the profile, not the caller, chooses how long::
+
+    >>> from genai_course.train.recipes import RECIPES
+    >>> vae = RECIPES["vae"]
+    >>> vae.settings()                  # the active profile's (GENAI_COURSE_PROFILE)
+    >>> trained = vae.train(vae.settings())
+    >>> trained.model, trained.history
+
+An experiment that changes one setting says so with
+``dataclasses.replace(recipe.settings(), lr=2e-2)``. Every trainer takes
+``seed`` (weights, noise and data order), ``device`` and the checkpoint
+options of ``fit`` (``checkpoint``, ``checkpoint_every``, ``resume``, ``desc``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genai_course import distributed
+from genai_course.config import get_profile, seed_everything
+from genai_course.data import (
+    binarize,
+    binarized_fashion_mnist,
+    load_fashion_mnist,
+    load_shakespeare,
+    ring_of_gaussians,
+)
+from genai_course.device import get_device
+from genai_course.gan import (
+    GAN,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    gan_step,
+    to_gan_range,
+)
+from genai_course.lstm import CharLSTM, bits_per_char, tbptt_step, text_chunks
+from genai_course.markov import CharVocab
+from genai_course.metrics import FashionClassifier
+from genai_course.pixels import IndependentBernoulli
+from genai_course.train.history import History
+from genai_course.train.loop import fit
+from genai_course.vae import VAE, ConvVAE, elbo, negative_elbo
+
+# -- settings ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every recipe sets; a model's own settings add its sizes."""
+
+    train_size: int | None  # training examples used (characters of text); None = all
+    epochs: int  # passes over those examples
+    batch_size: int  # examples per process and step (text: streams read side by side)
+    lr: float  # Adam's learning rate
+
+
+@dataclass(frozen=True)
+class GANSettings(Settings):
+    architecture: str  # "ring" (MLPs on 2-D points), "mlp" or "dcgan" (on 28 x 28 images)
+    latent_dim: int  # dimensions of the noise z
+    generator_width: int  # hidden units of each MLP layer, or DCGAN's base channels
+    discriminator_width: int  # the same, for the discriminator
+    discriminator_layers: int  # hidden layers of an MLP discriminator (DCGAN: 0, unused)
+    num_fixed: int  # fixed noise vectors whose samples are kept after every epoch
+
+
+@dataclass(frozen=True)
+class VAESettings(Settings):
+    architecture: str  # "mlp" or "conv"
+    latent_dim: int  # dimensions of the code z
+    width: int  # hidden units of the MLP, or base channels of the conv VAE
+    eval_size: int | None  # test images scored after every epoch; None = all 10,000
+
+
+@dataclass(frozen=True)
+class LSTMSettings(Settings):
+    embed_dim: int  # size of each character's embedding
+    hidden_size: int  # LSTM units per layer
+    num_layers: int  # stacked LSTM layers
+    dropout: float  # share of LSTM outputs zeroed in training (between layers, before the head)
+    seq_len: int  # characters per stream and step: how far back gradients flow (TBPTT)
+    clip: float  # gradient-norm clipping threshold
+
+
+@dataclass
+class Trained:
+    """What a recipe returns."""
+
+    model: nn.Module  # the trained model (a GAN: both networks), in training mode
+    history: History  # what fit measured
+    examples: int  # what one epoch trains on: images, points, or chunks of text
+    snapshots: list[torch.Tensor] = field(default_factory=list)  # GANs: fixed-noise samples
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One model: what it is, its settings under each profile, and its trainer."""
+
+    description: str  # one line: the model, its data and its chapter
+    quick: Settings  # two CPU cores, about a minute a chapter
+    full: Settings  # the book's real results, on one GPU
+    train: Callable[..., Trained]  # train(settings, *, seed, device, **fit options)
+
+    def settings(self, profile: str | None = None) -> Settings:
+        """The settings of ``profile`` (default: the active one, see ``config.get_profile``)."""
+        return getattr(self, get_profile(profile).name)
+
+
+# -- what the trainers share -----------------------------------------------------------
+
+
+def _prepare(seed: int, device) -> torch.device:
+    """Seed every generator, then pick the device: the same start for every recipe."""
+    seed_everything(seed)
+    return get_device(device)
+
+
+def _adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)):
+    # PyTorch's fused Adam: the same update as the default one, in one kernel per step
+    return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)
+
+
+def _fit(model, optimizer, data, settings: Settings, seed: int, options: dict, **how) -> History:
+    """``fit`` with a recipe's epochs, batch size and seed, and the caller's options."""
+    return fit(model, optimizer, data, epochs=settings.epochs, batch_size=settings.batch_size,
+               seed=seed, **how, **options)  # fmt: skip
+
+
+# -- the trainers ---------------------------------------------------------------------
+
+
+def train_pixels(settings: Settings, *, seed: int = 0, device=None, **options) -> Trained:
+    """The pipeline chapter's independent-pixel model: Adam on the mean negative
+    log-likelihood of the book's fixed binarisation of the training images;
+    the test NLL (nats per image) after every epoch."""
+    device = _prepare(seed, device)
+    x_train = binarized_fashion_mnist("train")[: settings.train_size]  # (N, 28, 28)
+    x_test = binarized_fashion_mnist("test").to(device)  # (10000, 28, 28)
+    model = IndependentBernoulli().to(device)  # every theta_d starts at 1/2
+    options.setdefault("desc", "independent pixels")
+    history = _fit(
+        model, _adam(model.parameters(), settings.lr), x_train, settings, seed, options,
+        loss_fn=lambda x: -model.log_prob(x),  # (B,): nats per image
+        evaluate=lambda: {"test NLL": -model.log_prob(x_test).mean().item()},
+    )  # fmt: skip
+    return Trained(model, history, len(x_train))
+
+
+def _gan_data(settings: GANSettings) -> torch.Tensor:
+    if settings.architecture == "ring":
+        seed = torch.Generator().manual_seed(0)  # the chapter's one draw of the data
+        points, _ = ring_of_gaussians(settings.train_size, generator=seed)
+        return points  # (N, 2)
+    images = load_fashion_mnist("train").images[: settings.train_size]
+    return to_gan_range(images)  # (N, 1, 28, 28) in [-1, 1], the range of the generator's tanh
+
+
+def _gan(settings: GANSettings) -> GAN:
+    s = settings
+    if s.architecture == "dcgan":
+        networks = DCGANGenerator(s.latent_dim, width=s.generator_width), DCGANDiscriminator(
+            width=s.discriminator_width
+        )
+    elif s.architecture in ("ring", "mlp"):
+        data_dim, shape = (2, None) if s.architecture == "ring" else (784, (28, 28))
+        networks = (
+            MLPGenerator(s.latent_dim, data_dim, hidden_dim=s.generator_width, image_shape=shape),
+            MLPDiscriminator(data_dim, s.discriminator_width, s.discriminator_layers),
+        )
+    else:
+        raise ValueError(f"architecture must be 'ring', 'mlp' or 'dcgan', got {s.architecture!r}")
+    return GAN(*networks, num_fixed=s.num_fixed)
+
+
+def train_gan(
+    settings: GANSettings, *, seed: int = 0, device=None, non_saturating: bool = True, **options
+) -> Trained:
+    """The GAN chapter's GANs: both networks trained by :func:`~genai_course.gan.gan_step`
+    with Adam (``betas=(0.5, 0.999)``, as DCGAN); the samples of the fixed noise
+    are kept after every epoch (``Trained.snapshots``)."""
+    device = _prepare(seed, device)
+    data = _gan_data(settings)
+    gan = _gan(settings).to(device)
+    opt_d = _adam(gan.discriminator.parameters(), settings.lr, betas=(0.5, 0.999))
+    opt_g = _adam(gan.generator.parameters(), settings.lr, betas=(0.5, 0.999))
+    trained = Trained(gan, History(), len(data))
+
+    def snapshot() -> dict[str, float]:  # fit's evaluation: keep the fixed noise's samples
+        trained.snapshots.append(gan.snapshot())
+        return {}
+
+    options.setdefault("desc", f"{settings.architecture} GAN")
+    trained.history = _fit(
+        gan, {"discriminator": opt_d, "generator": opt_g}, data, settings, seed, options,
+        step=gan_step(gan, opt_d, opt_g, non_saturating), evaluate=snapshot,
+    )  # fmt: skip
+    return trained
+
+
+def train_vae(
+    settings: VAESettings, *, seed: int = 0, device=None, loss=negative_elbo, **options
+) -> Trained:
+    """The VAE chapter's VAEs on dynamically binarised images (binarised afresh
+    in every batch), descending ``loss(model, x)`` per image (the negative
+    ELBO; Appendix A passes a wrong one); after every epoch the test -ELBO and
+    its two terms on ``eval_size`` test images of the book's binarisation."""
+    device = _prepare(seed, device)
+    images = load_fashion_mnist("train").images[: settings.train_size]  # (N, 28, 28) uint8
+    x_eval = binarized_fashion_mnist("test")[: settings.eval_size].to(device)
+    if settings.architecture not in ("mlp", "conv"):
+        raise ValueError(f"architecture must be 'mlp' or 'conv', got {settings.architecture!r}")
+    model = (
+        VAE(784, settings.width, settings.latent_dim)
+        if settings.architecture == "mlp"
+        else ConvVAE(settings.latent_dim, width=settings.width)
+    ).to(device)
+    net = distributed.wrap(model)  # the loss calls this: under torchrun it averages gradients
+
+    def evaluate() -> dict[str, float]:
+        bound = elbo(x_eval, *model(x_eval))  # model(x): logits, mu, logvar
+        return {
+            "test -ELBO": -bound.elbo.mean().item(),
+            "test reconstruction": -bound.reconstruction.mean().item(),
+            "test KL": bound.kl.mean().item(),
+        }
+
+    options.setdefault("desc", f"{settings.architecture} VAE")
+    history = _fit(
+        model, _adam(model.parameters(), settings.lr), images, settings, seed, options,
+        loss_fn=lambda batch: loss(net, binarize(batch)), evaluate=evaluate,
+    )  # fmt: skip
+    return Trained(model, history, len(images))
+
+
+def train_char_lstm(settings: LSTMSettings, *, seed: int = 0, device=None, **options) -> Trained:
+    """The sequences chapter's character LSTM on Shakespeare, by truncated
+    backpropagation through time (:func:`~genai_course.lstm.tbptt_step`): the
+    text read in order as ``batch_size`` streams of ``seq_len`` characters a
+    step; the validation bits per character after every epoch."""
+    if distributed.current().world_size > 1:
+        raise ValueError(
+            "the character LSTM reads its text in order, carrying its state from one chunk to "
+            "the next, so it trains on one process only; run it without torchrun"
+        )
+    device = _prepare(seed, device)
+    vocab = CharVocab(load_shakespeare())
+    train_ids = vocab.encode(load_shakespeare("train"))[: settings.train_size]
+    valid_ids = vocab.encode(load_shakespeare("valid")).to(device)
+    chunks = text_chunks(train_ids, settings.batch_size, settings.seq_len)  # (C, B, T + 1)
+    s = settings
+    model = CharLSTM(len(vocab), s.embed_dim, s.hidden_size, s.num_layers, s.dropout).to(device)
+    optimizer = _adam(model.parameters(), settings.lr)
+    options.setdefault("desc", "char LSTM")
+    history = fit(
+        model, optimizer, (chunks, torch.arange(len(chunks))),
+        step=tbptt_step(model, optimizer, clip=settings.clip),
+        epochs=settings.epochs, batch_size=1, shuffle=False, seed=seed,
+        evaluate=lambda: {"valid bits/char": bits_per_char(model, valid_ids)}, **options,
+    )  # fmt: skip
+    return Trained(model, history, len(chunks))
+
+
+def train_classifier(settings: Settings, *, seed: int = 0, device=None, **options) -> Trained:
+    """The classifier whose features the Fréchet distance uses: cross-entropy
+    on the labels with Adam (the default, unfused one, as the shipped weights
+    were made); the test accuracy after every epoch."""
+    device = _prepare(seed, device)
+    train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+    n = settings.train_size
+    x_test, y_test = test.images.to(device), test.labels.to(device)
+    model = FashionClassifier().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    options.setdefault("desc", "classifier")
+    history = _fit(
+        model, optimizer, (train.images[:n], train.labels[:n]), settings, seed, options,
+        loss_fn=lambda x, y: F.cross_entropy(model(x), y, reduction="none"),  # (B,)
+        evaluate=lambda: {"test accuracy": (model.predict(x_test) == y_test).float().mean()},
+    )  # fmt: skip
+    return Trained(model, history, len(train.images[:n]))
+
+
+# -- the recipes ----------------------------------------------------------------------
+
+_RING = GANSettings(train_size=20_000, epochs=10, batch_size=32, lr=1e-3, architecture="ring",
+                    latent_dim=2, generator_width=128, discriminator_width=128,
+                    discriminator_layers=2, num_fixed=2000)  # fmt: skip
+_MLP_GAN = GANSettings(train_size=20_000, epochs=2, batch_size=64, lr=1e-3, architecture="mlp",
+                       latent_dim=64, generator_width=512, discriminator_width=512,
+                       discriminator_layers=2, num_fixed=64)  # fmt: skip
+_DCGAN = GANSettings(train_size=20_000, epochs=2, batch_size=64, lr=2e-4, architecture="dcgan",
+                     latent_dim=64, generator_width=32, discriminator_width=32,
+                     discriminator_layers=0, num_fixed=64)  # fmt: skip
+_VAE = VAESettings(train_size=20_000, epochs=10, batch_size=128, lr=1e-3, architecture="mlp",
+                   latent_dim=20, width=400, eval_size=2000)  # fmt: skip
+_LSTM = LSTMSettings(train_size=None, epochs=6, batch_size=64, lr=3e-3, embed_dim=32,
+                     hidden_size=256, num_layers=1, dropout=0.0, seq_len=100, clip=1.0)  # fmt: skip
+_FULL = {"train_size": None, "epochs": 20}  # the whole training split, longer
+_FULL_VAE = {**_FULL, "eval_size": None}
+
+
+def _recipe(description: str, quick: Settings, train: Callable[..., Trained], **full) -> Recipe:
+    """A recipe whose ``full`` settings are ``quick``'s with ``full``'s changes."""
+    return Recipe(description, quick, replace(quick, **full), train)
+
+
+RECIPES: dict[str, Recipe] = {
+    "pixels": _recipe(
+        "independent pixels (the pipeline chapter) on binarised Fashion-MNIST",
+        Settings(train_size=20_000, epochs=3, batch_size=128, lr=0.05), train_pixels, **_FULL,
+    ),
+    "ring_gan": _recipe("MLP GAN on a ring of eight Gaussians (the GAN chapter)", _RING, train_gan),
+    "mlp_gan": _recipe(
+        "MLP GAN (512 hidden units) on Fashion-MNIST (the GAN chapter)", _MLP_GAN, train_gan,
+        **_FULL,
+    ),
+    "dcgan": _recipe(
+        "DCGAN (width 32, 64 latent dimensions) on Fashion-MNIST (the GAN chapter)", _DCGAN,
+        train_gan, **_FULL,
+    ),
+    "vae": _recipe(
+        "MLP VAE (784-400-20) on dynamically binarised Fashion-MNIST (the VAE chapter)", _VAE,
+        train_vae, **_FULL_VAE,
+    ),
+    "conv_vae": _recipe(
+        "convolutional VAE (width 32, 20 latent dimensions) on binarised Fashion-MNIST",
+        replace(_VAE, architecture="conv", width=32), train_vae,
+        **_FULL_VAE,
+    ),
+    "vae_2d": _recipe(
+        "MLP VAE with a 2-D latent space, to draw (the VAE chapter)",
+        replace(_VAE, latent_dim=2), train_vae, **_FULL_VAE,
+    ),
+    "char_lstm": _recipe(
+        "character LSTM on Shakespeare, by truncated backpropagation (the sequences chapter)",
+        _LSTM, train_char_lstm, epochs=50, lr=2e-3, hidden_size=512, num_layers=2, dropout=0.25,
+    ),
+    "classifier": _recipe(
+        "the Fashion-MNIST classifier whose features the Fréchet distance uses",
+        Settings(train_size=20_000, epochs=2, batch_size=128, lr=1e-3), train_classifier,
+        train_size=None, epochs=12,
+    ),
+}

@@ -1,0 +1,177 @@
+"""The recipes: each trains its model for a few steps; settings, resume, the command line."""
+
+import ast
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from genai_course.config import seed_everything
+from genai_course.metrics import FashionClassifier, load_classifier
+from genai_course.train import __main__ as cli
+from genai_course.train.recipes import RECIPES, Settings, _gan, train_gan
+
+PACKAGE = Path(__file__).resolve().parent.parent / "genai_course"
+# a few steps of each recipe: its quick settings on a small slice of its data
+SMALL = {"train_size": 256, "epochs": 1}
+SMALLER = {  # where 256 examples are too few steps to show the loss falling
+    "char_lstm": {"train_size": 64 * 101 * 3, "epochs": 1},  # three chunks of 64 streams
+    "classifier": {"train_size": 1024, "epochs": 1},  # eight steps
+}
+# what each recipe's evaluation reports after every epoch
+EVALUATIONS = {
+    "pixels": {"test NLL"},
+    "vae": {"test -ELBO", "test reconstruction", "test KL"},
+    "conv_vae": {"test -ELBO", "test reconstruction", "test KL"},
+    "vae_2d": {"test -ELBO", "test reconstruction", "test KL"},
+    "char_lstm": {"valid bits/char"},
+    "classifier": {"test accuracy"},
+}
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_every_recipe_trains_a_few_steps_under_quick(name):
+    recipe = RECIPES[name]
+    small = SMALLER.get(name, SMALL)
+    trained = recipe.train(replace(recipe.settings("quick"), **small), desc=name)
+    history = trained.history
+    assert history.steps and all(len(v) >= 1 for v in history.steps.values())
+    assert all(torch.isfinite(torch.tensor(v)).all() for v in history.steps.values())
+    assert set(history.epochs) >= EVALUATIONS.get(name, set())
+    assert trained.examples == {"char_lstm": 3, "classifier": 1024}.get(name, 256)
+    assert trained.model.training  # handed back in training mode
+    if name.endswith("gan"):
+        assert len(trained.snapshots) == 1  # one epoch, one snapshot of the fixed noise
+    if "loss" in history.steps:  # a loss to descend: it falls over the few steps
+        losses = history.steps["loss"]
+        assert losses[-1] < losses[0]
+
+
+def test_the_profile_chooses_the_settings(monkeypatch):
+    for name, recipe in RECIPES.items():
+        assert recipe.settings("quick") is recipe.quick and recipe.settings("full") is recipe.full
+        assert isinstance(recipe.quick, Settings) and type(recipe.full) is type(recipe.quick)
+        # the ring's quick run is the whole experiment already (seconds on a CPU)
+        assert (recipe.full != recipe.quick) == (name != "ring_gan")
+    monkeypatch.setenv("GENAI_COURSE_PROFILE", "full")
+    assert RECIPES["vae"].settings() is RECIPES["vae"].full
+    with pytest.raises(ValueError, match="is not a profile"):
+        RECIPES["vae"].settings("fast")
+
+
+def test_settings_are_frozen_and_a_bad_architecture_is_named():
+    settings = RECIPES["dcgan"].quick
+    with pytest.raises(AttributeError):
+        settings.epochs = 3
+    with pytest.raises(ValueError, match="architecture must be 'ring', 'mlp' or 'dcgan'"):
+        train_gan(replace(settings, architecture="DCGAN", **SMALL))
+    with pytest.raises(ValueError, match="architecture must be 'mlp' or 'conv'"):
+        RECIPES["vae"].train(replace(RECIPES["vae"].quick, architecture="cnn", **SMALL))
+
+
+def ring(**changes):
+    return replace(RECIPES["ring_gan"].quick, train_size=512, generator_width=32,
+                   discriminator_width=32, num_fixed=64, **changes)  # fmt: skip
+
+
+def test_both_networks_of_a_gan_train_and_the_discriminator_leaves_chance():
+    settings = ring(epochs=3, batch_size=64)
+    trained = train_gan(settings)
+    accuracy = trained.history.steps["d_accuracy"]
+    assert max(accuracy[:8]) > 0.6  # the discriminator learns to tell them apart
+    assert len(trained.snapshots) == 3 and trained.snapshots[0].shape == (64, 2)
+    assert set(trained.history.steps) == {"loss_d", "loss_g", "d_real", "d_fake", "d_accuracy"}
+    seed_everything(0)  # what the recipe does before building the networks
+    start = _gan(settings).state_dict()
+    moved = {k: not torch.equal(start[k], v) for k, v in trained.model.state_dict().items()}
+    assert moved.pop("fixed_z") is False and all(moved.values())
+
+
+def test_a_resumed_recipe_is_bit_identical(tmp_path):
+    reference = train_gan(ring(epochs=2, batch_size=64)).model
+    ckpt = tmp_path / "gan.pt"
+    train_gan(ring(epochs=1, batch_size=64), checkpoint=ckpt)
+    torch.manual_seed(7)  # whatever the state before: the checkpoint restores it
+    resumed = train_gan(ring(epochs=2, batch_size=64), checkpoint=ckpt, resume=True)
+    assert len(resumed.snapshots) == 1  # only the epoch it ran
+    for a, b in zip(reference.state_dict().values(), resumed.model.state_dict().values(),
+                    strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+
+
+def test_help_lists_every_recipe(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for name, recipe in RECIPES.items():
+        assert f"  {name}" in text and recipe.description in text
+
+
+def test_the_command_line_trains_saves_and_summarises(tmp_path, capsys):
+    argv = ["classifier", "--train-size", "256", "--epochs", "1", "--lr", "0.002"]
+    argv += ["--save", str(tmp_path / "w.pt"), "--summary", str(tmp_path / "s.json")]
+    summary = cli.main(argv)
+    assert summary["training examples"] == 256 and summary["lr"] == 0.002
+    assert summary["processes"] == 1 and summary["examples/s"] > 0
+    assert 0 <= summary["test accuracy"] <= 1
+    assert json.loads((tmp_path / "s.json").read_text())["model"] == "classifier"
+    assert isinstance(load_classifier(tmp_path / "w.pt", device="cpu"), FashionClassifier)
+    assert "classifier: 1 process(es) x 128 examples" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["vae", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
+        (["vae", "--lr", "-1"], "--lr must be positive"),
+        (["vae", "--resume"], "--resume and --checkpoint-every need --checkpoint"),
+        (["gan"], "invalid choice: 'gan'"),
+    ],
+)
+def test_bad_flags_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_settings_fields_are_commented():
+    """Every settings field says what it is (a comment on its line), as STYLE asks."""
+    source = (PACKAGE / "train" / "recipes.py").read_text().splitlines()
+    tree = ast.parse("\n".join(source))
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    for name in ("Settings", "GANSettings", "VAESettings", "LSTMSettings"):
+        for node in classes[name].body:
+            if isinstance(node, ast.AnnAssign):
+                assert "#" in source[node.lineno - 1], f"{name}.{node.target.id}"
+    assert {f.name for f in fields(Settings)} == {"train_size", "epochs", "batch_size", "lr"}
+
+
+def _functions(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield node
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines():
+    long = [
+        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({length} lines)"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in _functions(path)
+        if (length := node.end_lineno - node.lineno + 1) > 80
+    ]
+    assert not long
+
+
+@pytest.mark.parametrize("module", ["gan", "vae", "lstm", "likelihood", "metrics", "pixels"])
+def test_model_modules_do_not_import_the_training_package(module):
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    imported = [
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    ]
+    assert not [name for name in imported if name and name.startswith("genai_course.train")]

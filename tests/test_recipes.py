@@ -11,7 +11,7 @@ import torch
 from genai_course.config import seed_everything
 from genai_course.metrics import FashionClassifier, load_classifier
 from genai_course.train import __main__ as cli
-from genai_course.train.recipes import RECIPES, Settings, _gan, train_gan
+from genai_course.train.recipes import RECIPES, Settings, build_gan, train_gan
 
 PACKAGE = Path(__file__).resolve().parent.parent / "genai_course"
 # a few steps of each recipe: its quick settings on a small slice of its data
@@ -84,7 +84,7 @@ def test_both_networks_of_a_gan_train_and_the_discriminator_leaves_chance():
     assert len(trained.snapshots) == 3 and trained.snapshots[0].shape == (64, 2)
     assert set(trained.history.steps) == {"loss_d", "loss_g", "d_real", "d_fake", "d_accuracy"}
     seed_everything(0)  # what the recipe does before building the networks
-    start = _gan(settings).state_dict()
+    start = build_gan(settings).state_dict()
     moved = {k: not torch.equal(start[k], v) for k, v in trained.model.state_dict().items()}
     assert moved.pop("fixed_z") is False and all(moved.values())
 

@@ -160,7 +160,8 @@ def train_pixels(settings: Settings, *, seed: int = 0, device=None, **options) -
     return Trained(model, history, len(x_train))
 
 
-def _gan_data(settings: GANSettings) -> torch.Tensor:
+def gan_data(settings: GANSettings) -> torch.Tensor:
+    """A GAN recipe's training data: points of the ring (N, 2), or images in [-1, 1]."""
     if settings.architecture == "ring":
         seed = torch.Generator().manual_seed(0)  # the chapter's one draw of the data
         points, _ = ring_of_gaussians(settings.train_size, generator=seed)
@@ -169,7 +170,8 @@ def _gan_data(settings: GANSettings) -> torch.Tensor:
     return to_gan_range(images)  # (N, 1, 28, 28) in [-1, 1], the range of the generator's tanh
 
 
-def _gan(settings: GANSettings) -> GAN:
+def build_gan(settings: GANSettings) -> GAN:
+    """The networks of a GAN recipe, freshly initialised (from torch's global generator)."""
     s = settings
     if s.architecture == "dcgan":
         networks = DCGANGenerator(s.latent_dim, width=s.generator_width), DCGANDiscriminator(
@@ -187,14 +189,16 @@ def _gan(settings: GANSettings) -> GAN:
 
 
 def train_gan(
-    settings: GANSettings, *, seed: int = 0, device=None, non_saturating: bool = True, **options
+    settings: GANSettings, *, seed: int = 0, device=None, data: torch.Tensor | None = None,
+    non_saturating: bool = True, **options,
 ) -> Trained:
     """The GAN chapter's GANs: both networks trained by :func:`~genai_course.gan.gan_step`
     with Adam (``betas=(0.5, 0.999)``, as DCGAN); the samples of the fixed noise
-    are kept after every epoch (``Trained.snapshots``)."""
+    are kept after every epoch (``Trained.snapshots``). ``data``: the
+    training data if the caller has it already (default: ``gan_data(settings)``)."""
     device = _prepare(seed, device)
-    data = _gan_data(settings)
-    gan = _gan(settings).to(device)
+    data = gan_data(settings) if data is None else data
+    gan = build_gan(settings).to(device)
     opt_d = _adam(gan.discriminator.parameters(), settings.lr, betas=(0.5, 0.999))
     opt_g = _adam(gan.generator.parameters(), settings.lr, betas=(0.5, 0.999))
     trained = Trained(gan, History(), len(data))
@@ -211,23 +215,29 @@ def train_gan(
     return trained
 
 
+def build_vae(settings: VAESettings) -> VAE | ConvVAE:
+    """The model of a VAE recipe, freshly initialised (from torch's global generator)."""
+    if settings.architecture == "mlp":
+        return VAE(784, settings.width, settings.latent_dim)
+    if settings.architecture == "conv":
+        return ConvVAE(settings.latent_dim, width=settings.width)
+    raise ValueError(f"architecture must be 'mlp' or 'conv', got {settings.architecture!r}")
+
+
 def train_vae(
-    settings: VAESettings, *, seed: int = 0, device=None, loss=negative_elbo, **options
+    settings: VAESettings, *, seed: int = 0, device=None, data: torch.Tensor | None = None,
+    loss=negative_elbo, **options,
 ) -> Trained:
     """The VAE chapter's VAEs on dynamically binarised images (binarised afresh
     in every batch), descending ``loss(model, x)`` per image (the negative
     ELBO; Appendix A passes a wrong one); after every epoch the test -ELBO and
-    its two terms on ``eval_size`` test images of the book's binarisation."""
+    its two terms on ``eval_size`` test images of the book's binarisation.
+    ``data``: the uint8 training images if the caller has them already."""
     device = _prepare(seed, device)
-    images = load_fashion_mnist("train").images[: settings.train_size]  # (N, 28, 28) uint8
+    if data is None:
+        data = load_fashion_mnist("train").images[: settings.train_size]  # (N, 28, 28) uint8
     x_eval = binarized_fashion_mnist("test")[: settings.eval_size].to(device)
-    if settings.architecture not in ("mlp", "conv"):
-        raise ValueError(f"architecture must be 'mlp' or 'conv', got {settings.architecture!r}")
-    model = (
-        VAE(784, settings.width, settings.latent_dim)
-        if settings.architecture == "mlp"
-        else ConvVAE(settings.latent_dim, width=settings.width)
-    ).to(device)
+    model = build_vae(settings).to(device)
     net = distributed.wrap(model)  # the loss calls this: under torchrun it averages gradients
 
     def evaluate() -> dict[str, float]:
@@ -240,29 +250,43 @@ def train_vae(
 
     options.setdefault("desc", f"{settings.architecture} VAE")
     history = _fit(
-        model, _adam(model.parameters(), settings.lr), images, settings, seed, options,
+        model, _adam(model.parameters(), settings.lr), data, settings, seed, options,
         loss_fn=lambda batch: loss(net, binarize(batch)), evaluate=evaluate,
     )  # fmt: skip
-    return Trained(model, history, len(images))
+    return Trained(model, history, len(data))
 
 
-def train_char_lstm(settings: LSTMSettings, *, seed: int = 0, device=None, **options) -> Trained:
+def char_lstm_data(settings: LSTMSettings) -> tuple[CharVocab, torch.Tensor]:
+    """The vocabulary of the whole text, and the training text as chunks (C, B, T + 1)."""
+    vocab = CharVocab(load_shakespeare())
+    train_ids = vocab.encode(load_shakespeare("train"))[: settings.train_size]
+    return vocab, text_chunks(train_ids, settings.batch_size, settings.seq_len)
+
+
+def build_char_lstm(settings: LSTMSettings, vocab_size: int) -> CharLSTM:
+    """The model of the LSTM recipe, freshly initialised (from torch's global generator)."""
+    s = settings
+    return CharLSTM(vocab_size, s.embed_dim, s.hidden_size, s.num_layers, s.dropout)
+
+
+def train_char_lstm(
+    settings: LSTMSettings, *, seed: int = 0, device=None,
+    data: tuple[CharVocab, torch.Tensor] | None = None, **options,
+) -> Trained:  # fmt: skip
     """The sequences chapter's character LSTM on Shakespeare, by truncated
     backpropagation through time (:func:`~genai_course.lstm.tbptt_step`): the
     text read in order as ``batch_size`` streams of ``seq_len`` characters a
-    step; the validation bits per character after every epoch."""
+    step; the validation bits per character after every epoch. ``data``:
+    ``char_lstm_data(settings)`` if the caller has it already."""
     if distributed.current().world_size > 1:
         raise ValueError(
             "the character LSTM reads its text in order, carrying its state from one chunk to "
             "the next, so it trains on one process only; run it without torchrun"
         )
     device = _prepare(seed, device)
-    vocab = CharVocab(load_shakespeare())
-    train_ids = vocab.encode(load_shakespeare("train"))[: settings.train_size]
+    vocab, chunks = char_lstm_data(settings) if data is None else data  # chunks: (C, B, T + 1)
     valid_ids = vocab.encode(load_shakespeare("valid")).to(device)
-    chunks = text_chunks(train_ids, settings.batch_size, settings.seq_len)  # (C, B, T + 1)
-    s = settings
-    model = CharLSTM(len(vocab), s.embed_dim, s.hidden_size, s.num_layers, s.dropout).to(device)
+    model = build_char_lstm(settings, len(vocab)).to(device)
     optimizer = _adam(model.parameters(), settings.lr)
     options.setdefault("desc", "char LSTM")
     history = fit(

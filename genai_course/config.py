@@ -1,10 +1,12 @@
 """Training-size profiles and seeding.
 
-A notebook never hard-codes how long it trains: it asks for the active
-profile. ``quick`` lets every chapter run in about a minute on two CPU cores
-(this is what CI and the committed notebooks use); ``full`` gives the real
-results on a GPU. ``GENAI_COURSE_PROFILE=quick|full`` chooses; without it the
-default is ``full`` on CUDA and ``quick`` elsewhere.
+A notebook never hard-codes how long it trains or how much it measures: it
+asks for the active profile. ``quick`` lets every chapter run in about a minute
+on two CPU cores (this is what CI and the committed notebooks use); ``full``
+gives the real results on a GPU. ``GENAI_COURSE_PROFILE=quick|full`` chooses;
+without it the default is ``full`` on CUDA and ``quick`` elsewhere. How each
+model trains under a profile is its recipe's (``genai_course.train.recipes``);
+the profile itself holds what the chapters measure with.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ ENV_VAR = "GENAI_COURSE_PROFILE"
 
 @dataclass(frozen=True)
 class Profile:
-    """How much a chapter trains. Chapters scale their own settings from these."""
+    """How much a chapter measures; each model's training settings are its recipe's."""
 
     name: str
-    train_size: int | None  # training examples used; None = the whole training split
-    epochs: int  # passes over those examples
-    batch_size: int  # examples per optimisation step
+    train_size: int | None  # training examples of a closed-form fit; None = the whole split
+    eval_size: int | None  # images per set of a sample-based measure (FID, precision and
+    # recall): test images, and as many samples; None = all 10,000 test images
+    iwae_size: int | None  # test images of the importance-weighted likelihood; None = all
+    iwae_k: int  # importance samples per image of that likelihood
     description: str  # one line for the Setup page and the notebooks
 
 
@@ -36,15 +40,17 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         train_size=20_000,
-        epochs=3,
-        batch_size=128,
+        eval_size=2000,
+        iwae_size=500,
+        iwae_k=100,
         description="about a minute a chapter on a laptop CPU",
     ),
     "full": Profile(
         name="full",
         train_size=None,
-        epochs=20,
-        batch_size=128,
+        eval_size=None,
+        iwae_size=None,
+        iwae_k=1000,
         description="the book's real results, on a GPU",
     ),
 }

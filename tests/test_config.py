@@ -29,7 +29,8 @@ def test_unknown_profile_lists_the_valid_ones(monkeypatch):
 def test_quick_is_smaller_than_full():
     quick, full = config.PROFILES["quick"], config.PROFILES["full"]
     assert quick.train_size < 60_000 and full.train_size is None
-    assert quick.epochs < full.epochs
+    assert quick.eval_size < 10_000 and full.eval_size is None
+    assert quick.iwae_size < 10_000 and full.iwae_size is None and quick.iwae_k < full.iwae_k
 
 
 def test_seed_everything_repeats_every_generator():

@@ -29,6 +29,17 @@ def _param(value, name: str) -> torch.Tensor:
     return tensor
 
 
+def _check_broadcast(**named: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the parameters unless their shapes broadcast."""
+    (a, x), (b, y) = named.items()
+    try:
+        torch.broadcast_shapes(x.shape, y.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{a} and {b} must broadcast; got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+        ) from None
+
+
 def _params(**named) -> tuple[torch.Tensor, ...]:
     """Parameters as tensors of one floating dtype on one device. Tensors and
     arrays decide both (float64 if any is float64, the device of the first);
@@ -138,13 +149,7 @@ class Binomial(Distribution):
         self.n, self.p = _params(n=n, p=p)
         _check_probability(self.p, "p")
         _check_count(self.n, "n")
-        try:
-            torch.broadcast_shapes(self.n.shape, self.p.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"n and p must broadcast; got shapes {tuple(self.n.shape)} "
-                f"and {tuple(self.p.shape)}"
-            ) from None
+        _check_broadcast(n=self.n, p=self.p)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -192,12 +197,13 @@ class Categorical(Distribution):
         _check_simplex(self.probs, "probs")
 
     @property
-    def mean(self) -> torch.Tensor:
-        return self.probs
+    def variance(self) -> torch.Tensor:
+        # component k of the one-hot vector is a Bernoulli(pi_k) variable
+        return Bernoulli(self.probs).variance
 
     @property
-    def variance(self) -> torch.Tensor:
-        return self.probs * (1 - self.probs)
+    def mean(self) -> torch.Tensor:
+        return self.probs
 
     def log_prob(self, x) -> torch.Tensor:
         x = _value(x, self.probs)
@@ -246,12 +252,13 @@ class Multinomial(Distribution):
         self.n = count
 
     @property
-    def mean(self) -> torch.Tensor:
-        return self.n * self.probs
+    def variance(self) -> torch.Tensor:
+        # count k alone is a Binomial(n, pi_k) variable
+        return Binomial(self.n, self.probs).variance
 
     @property
-    def variance(self) -> torch.Tensor:
-        return self.n * self.probs * (1 - self.probs)
+    def mean(self) -> torch.Tensor:
+        return self.n * self.probs
 
     def log_prob(self, x) -> torch.Tensor:
         x = _value(x, self.probs)
@@ -299,13 +306,7 @@ class Normal(Distribution):
                 f"scale must be finite and > 0; got values from {self.scale.min().item():.4g} "
                 f"to {self.scale.max().item():.4g}"
             )
-        try:
-            torch.broadcast_shapes(self.loc.shape, self.scale.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"loc and scale must broadcast; got shapes {tuple(self.loc.shape)} "
-                f"and {tuple(self.scale.shape)}"
-            ) from None
+        _check_broadcast(loc=self.loc, scale=self.scale)
 
     @property
     def mean(self) -> torch.Tensor:

@@ -1,17 +1,71 @@
-"""What the throughput benchmarks share: alternate the loops, time them, summarise, print.
+"""What the throughput benchmarks share: one model's two loops, alternated, timed and reported.
 
-Each loop is a function ``train(repeat) -> quality`` that trains one model from the same start
-and returns a quality figure of the result (a test loss, a Fréchet distance). The loops run in
-turn, ``repeats`` times, in one process, so that a slow spell of the machine hits all of them.
+A benchmark module describes one model as a :class:`Benchmark`: the recipe and the settings
+both loops train with, how to load their data, the conventional ``DataLoader`` loop written out
+by hand, and the book's loop, a call to the recipe's trainer. :func:`compare` does the rest:
+
+1. it loads the data once, before anything is timed (the recipe takes it as ``data=``);
+2. it runs the two loops in turn, ``repeats`` times, in this process, so that a slow spell of
+   the machine hits both (:func:`alternate`); repeat ``r`` trains both from the recipe's
+   initial weights under seed ``r`` (the conventional loop builds its model with the recipe's
+   builder after ``seed_everything(r)``, as the trainer does);
+3. it prints the table and returns its summary (:func:`report`), which ``benchmarks.results``
+   writes to the book's Results page.
+
+A run's timed region is the training and the quality figure the trained model reaches: the
+recipe loads the held-out data it scores (a few hundredths of a second) and evaluates after
+every epoch, so the conventional loop does the same.
 """
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch.utils.data import Dataset
+
+from genai_course.device import get_device
+from genai_course.train.recipes import Recipe, Settings
+
+Loop = Callable[[Any, Settings, int, torch.device], float]
+"""``loop(data, settings, seed, device)``: train from the recipe's initial weights under
+``seed``; return the quality figure the trained model reaches."""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One model's comparison: what :func:`compare` needs."""
+
+    title: str  # the model and its data, the table's heading: "VAE 784-400-20 on Fashion-MNIST"
+    unit: str  # what the rates count: "examples", "images", "characters"
+    quality: str  # the figure each run reaches, with its unit: "test -ELBO (nats)"
+    recipe: Recipe  # the model's recipe: the book's loop is its trainer
+    settings: Settings  # what both loops train with: the recipe's, the epochs changed
+    load: Callable[[Settings, torch.device], Any]  # the training data of both loops, untimed
+    units: Callable[[Any], int]  # how many units one epoch trains on, given the data
+    conventional: Loop  # the hand-written DataLoader loop
+    book: Loop  # the same training through ``recipe.train``
+
+
+class ImagesOnAccess(Dataset):
+    """One uint8 image at a time, converted on access: the conventional pipeline
+    (``ToTensor`` and a transform, in a ``Dataset`` the ``DataLoader`` collates)."""
+
+    def __init__(self, images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]):
+        self.images, self.transform = images.numpy(), transform  # (N, 28, 28) uint8
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        grey = torch.from_numpy(self.images[i]).float().div(255)  # (28, 28) in [0, 1]
+        return self.transform(grey)
 
 
 def synchronize(device: torch.device) -> None:
@@ -59,3 +113,35 @@ def report(title: str, unit: str, quality: str, result: dict) -> dict:
         f"(per repeat {', '.join(f'{r:.2f}' for r in ratios)})\n"
     )
     return summary
+
+
+def compare(benchmark: Benchmark, repeats: int, device: str | None = None) -> dict:
+    """Load the data, run the conventional loop and the book's in turn ``repeats`` times,
+    print the table and return its summary."""
+    device, settings = get_device(device), benchmark.settings
+    data = benchmark.load(settings, device)  # before anything is timed
+
+    def run(loop: Loop) -> Callable[[int], float]:
+        return lambda seed: loop(data, settings, seed, device)
+
+    loops = {
+        "conventional DataLoader": run(benchmark.conventional),
+        f"book ({benchmark.recipe.train.__name__})": run(benchmark.book),
+    }
+    result = alternate(loops, benchmark.units(data) * settings.epochs, repeats, device)
+    title = f"{benchmark.title}, {settings.epochs} epoch(s), {repeats} repeats, {device}"
+    return report(title, benchmark.unit, benchmark.quality, result)
+
+
+def main(measure: Callable[..., dict], doc: str) -> None:
+    """Run ``measure`` from the command line: a flag for each of its keyword arguments
+    (``train_size``: ``--train-size``), with its default; ``doc``'s first line describes it."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, parameter in inspect.signature(measure).parameters.items():
+        default = parameter.default
+        if name == "device":
+            parser.add_argument("--device", help="cpu, cuda or mps (default: the best)")
+        else:
+            parser.add_argument("--" + name.replace("_", "-"), type=type(default),
+                                default=default, help=f"default: {default}")  # fmt: skip
+    measure(**vars(parser.parse_args()))

@@ -1,13 +1,14 @@
 """Wall time and peak memory of executing each notebook, and the results its models record.
 
 Each notebook runs in a fresh kernel, from its own child process, so that the peak resident
-memory measured is that notebook's kernel alone. By default the settings are the Makefile's
-reference run (quick profile, CPU, two threads, the kernels held to AVX2), as `make test`
-executes the notebooks; ``--profile full`` runs them as a reader with a GPU would (the best
-device, no thread limit). The rows the chapters pass to ``genai_course.results.record`` are
-collected (through ``GENAI_COURSE_RESULTS``). Nothing is written back to the notebooks.
+memory measured is that notebook's kernel alone. By default the settings are the reference
+run written in ``reference-run.env`` (quick profile, CPU, two threads, the kernels held to
+AVX2), as `make test` executes the notebooks; ``--profile full`` runs them as a reader with a
+GPU would (the best device, no thread limit). The rows the chapters pass to
+``genai_course.results.record`` are collected (through ``GENAI_COURSE_RESULTS``). Nothing is
+written back to the notebooks.
 
-    python benchmarks/notebooks.py [--profile quick|full] [notebooks/05_gan.ipynb ...]
+    python -m benchmarks.notebooks [--profile quick|full] [notebooks/05_gan.ipynb ...]
 """
 
 from __future__ import annotations
@@ -23,14 +24,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE_RUN = {
-    "GENAI_COURSE_PROFILE": "quick",
-    "GENAI_COURSE_DEVICE": "cpu",
-    "OMP_NUM_THREADS": "2",
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_CBWR": "AVX2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-}
+REFERENCE_RUN = ROOT / "reference-run.env"  # the reference run's environment; make reads it too
+
+
+def reference_run(path: Path = REFERENCE_RUN) -> dict[str, str]:
+    """The variables of the reference run: the ``KEY=VALUE`` lines of ``path`` (the Makefile
+    reads the same file; lines starting with ``#`` are comments)."""
+    variables = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, equals, value = line.partition("=")
+        if not (equals and key.isidentifier() and value and " " not in value):
+            raise ValueError(f"{path}:{number}: expected KEY=VALUE without spaces, got {line!r}")
+        variables[key] = value
+    return variables
 
 
 def execute_one(path: Path) -> None:
@@ -51,7 +59,7 @@ def execute_one(path: Path) -> None:
 def measure(paths: list[Path], profile: str = "quick") -> list[dict]:
     """Execute each notebook; print and return its seconds, peak RSS and recorded rows."""
     if profile == "quick":
-        env = {**os.environ, **REFERENCE_RUN}
+        env = {**os.environ, **reference_run()}
     else:
         env = {**os.environ, "GENAI_COURSE_PROFILE": profile}
     env["GENAI_COURSE_PROGRESS"] = "0"
@@ -61,7 +69,8 @@ def measure(paths: list[Path], profile: str = "quick") -> list[dict]:
         with tempfile.TemporaryDirectory() as tmp:
             rows_file = Path(tmp) / "rows.jsonl"
             out = subprocess.run(
-                [sys.executable, __file__, "--one", str(path)],
+                [sys.executable, "-m", "benchmarks.notebooks", "--one", str(path.resolve())],
+                cwd=ROOT,
                 env={**env, "GENAI_COURSE_RESULTS": str(rows_file)},
                 capture_output=True,
                 text=True,

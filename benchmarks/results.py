@@ -1,14 +1,14 @@
 """`make bench`: every measurement, merged into book/results.json and rendered as book/results.md.
 
 Runs the three throughput benchmarks (VAE, DCGAN, char-LSTM: the conventional DataLoader loop
-against the book's) and executes every notebook (``notebooks.py``), collecting the rows the
-chapters record with ``genai_course.results.record``. The run replaces the earlier run of the
-same machine and profile in ``book/results.json`` and keeps the others, so a GPU's ``full``
-rows and a laptop's ``quick`` rows stand side by side; ``book/results.md``, the book's Results
-page, is rendered from that file.
+against the book's recipe) and executes every notebook (``benchmarks.notebooks``), collecting
+the rows the chapters record with ``genai_course.results.record``. The run replaces the earlier
+run of the same machine and profile in ``book/results.json`` and keeps the others, so a GPU's
+``full`` rows and a laptop's ``quick`` rows stand side by side; ``book/results.md``, the book's
+Results page, is rendered from that file.
 
-    python benchmarks/results.py [--profile quick|full] [--device cuda] [--skip-throughput]
-    python benchmarks/results.py --render   # only rewrite book/results.md from the JSON
+    python -m benchmarks.results [--profile quick|full] [--device cuda] [--skip-throughput]
+    python -m benchmarks.results --render   # only rewrite book/results.md from the JSON
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ import datetime
 import json
 from pathlib import Path
 
-import dcgan_throughput
-import lstm_throughput
 import torch
-import vae_throughput
 
-import notebooks
+from benchmarks import dcgan_throughput, lstm_throughput, notebooks, vae_throughput
 from genai_course.device import get_device
 from genai_course.results import METRICS, machine
 

@@ -15,7 +15,10 @@ The configurations run in turn, ``--repeats`` times, so that a slow spell of a s
 hits all of them; the table gives the median, the spread, and the ratio to one process per
 repeat.
 
-    python benchmarks/scaling.py [--model vae|dcgan] [--processes 2] [--repeats 3]
+    python -m benchmarks.scaling [--model vae|dcgan] [--processes 2] [--repeats 3] [...]
+
+Flags it does not know go to the training script (``python -m genai_course.train --help``),
+e.g. ``--epochs 1 --train-size 5000`` for a short run.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-CHAPTER_BATCH = {"vae": 128, "dcgan": 64}
+from genai_course.train.recipes import RECIPES
+
+MODELS = ("vae", "dcgan")  # the recipes the page measures; the chapter's batch is the recipe's
 
 
 def launch(model: str, processes: int, batch: int, threads: int, extra: list[str]) -> dict:
@@ -50,14 +55,14 @@ def launch(model: str, processes: int, batch: int, threads: int, extra: list[str
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=CHAPTER_BATCH, default="vae")
+    p.add_argument("--model", choices=MODELS, default="vae")
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="in all (CPU runs)")
     p.add_argument("--threads-per-process", type=int, help="instead of --threads")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path, help="also write the runs here")
     args, extra = p.parse_known_args()  # the rest goes to the training script
-    batch, n = CHAPTER_BATCH[args.model], args.processes
+    batch, n = RECIPES[args.model].settings().batch_size, args.processes
     configs = {
         "1 process": (1, batch),
         f"{n} processes, same combined batch": (n, batch // n),
@@ -74,7 +79,7 @@ def main() -> None:
 
     first = runs["1 process"][0]
     print(
-        f"{args.model}, {first['training images']:,} images x {first['epochs']} epochs, "
+        f"{args.model}, {first['training examples']:,} examples x {first['epochs']} epochs, "
         f"device {first['device']}, threads per process: "
         f"{', '.join(f'{k} with {threads(k)}' for k in (1, n))}, {args.repeats} repeats"
     )

@@ -1,81 +1,86 @@
-"""VAE training throughput: the conventional DataLoader loop against the book's ``fit``.
+"""VAE training throughput: the conventional DataLoader loop against the book's recipe.
 
-Both train the same 784-400-20 VAE (``genai_course.vae.VAE``) with Adam (lr 1e-3), batches of
-128 and the same data: Fashion-MNIST training images, binarised afresh every time an image is
-used. Only the loop differs:
+Both train the model of the VAE recipe (``RECIPES["vae"]``: the 784-400-20
+``genai_course.vae.VAE``) with Adam (lr 1e-3) and batches of 128 on the same data, all 60,000
+Fashion-MNIST training images, binarised afresh every time an image is used, from the same
+initial weights; after every epoch both score the test negative ELBO on the book's
+binarisation of the 10,000 test images. Only the loop differs:
 
 - *conventional*, as in the VAE example most code copies: a ``Dataset`` whose ``__getitem__``
-  turns one uint8 image into a float tensor (and binarises it), a shuffling ``DataLoader`` with
+  turns one uint8 image into a float tensor and binarises it, a shuffling ``DataLoader`` with
   default collation, and the loop ``zero_grad / forward / summed loss / backward / step`` (the
   KL term is the package's ``gaussian_kl``, so that the loops differ only in how data arrives);
-- *book*: ``genai_course.train.fit``, which keeps the uint8 images on the device, slices a batch
-  with a permutation and binarises the whole batch at once, with the package's loss (one fused
-  binary cross-entropy kernel, one read-back for its input check) and PyTorch's fused Adam (the
-  same update as the default one, in one kernel).
+- *book*: the recipe's trainer ``train_vae`` (``genai_course.train.fit``), which keeps the uint8
+  images on the device, slices a batch with a permutation and binarises the whole batch at
+  once, with the package's loss (one fused binary cross-entropy kernel, one read-back for its
+  input check) and PyTorch's fused Adam (the same update as the default one, in one kernel).
 
-The two run in this process, alternating (``harness.alternate``), ``--repeats`` times, each
-from the same initial weights. Reported: examples per second (median, min and max over the
-repeats), the ratio, the test negative ELBO each run reaches (so that speed is not bought with
-worse results), and the share of this machine's measured fp32 matrix-multiply rate that the
-model's arithmetic reaches.
+The two run in this process, alternating (``benchmarks.harness``), ``--repeats`` times.
+Reported: examples per second (median, min and max over the repeats), the ratio, the test
+negative ELBO each run reaches (so that speed is not bought with worse results), and the share
+of this machine's measured fp32 matrix-multiply rate that the model's arithmetic reaches.
 
-    python benchmarks/vae_throughput.py [--epochs 1] [--repeats 5] [--device cpu]
+    python -m benchmarks.vae_throughput [--epochs 1] [--repeats 5] [--device cpu]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
-from harness import alternate, report, synchronize
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from genai_course.data import binarize, load_fashion_mnist
+from benchmarks.harness import Benchmark, ImagesOnAccess, compare, main, synchronize
+from genai_course.config import seed_everything
+from genai_course.data import binarized_fashion_mnist, load_fashion_mnist
 from genai_course.device import get_device
 from genai_course.information import gaussian_kl
-from genai_course.train import fit
-from genai_course.vae import VAE, elbo, negative_elbo
+from genai_course.train.recipes import RECIPES, VAESettings, build_vae
+from genai_course.vae import elbo
 
-BATCH, LR = 128, 1e-3
+RECIPE = RECIPES["vae"]
 # multiply-adds of one forward pass: 784-400, 400-20 twice (mu, logvar), 20-400, 400-784
 MACS = 784 * 400 + 2 * 400 * 20 + 20 * 400 + 400 * 784
 FLOPS_PER_EXAMPLE = 3 * 2 * MACS  # forward, and backward at about twice the forward
 
 
-class BinarisedImages(Dataset):
-    """One image at a time, converted on access: the conventional pipeline."""
-
-    def __init__(self, images: torch.Tensor):
-        self.images = images.numpy()  # (N, 28, 28) uint8
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        grey = torch.from_numpy(self.images[i]).float().div(255)  # (28, 28) in [0, 1]
-        return torch.bernoulli(grey)
+def load(settings: VAESettings, device: torch.device) -> torch.Tensor:
+    """The training images (N, 28, 28) uint8, what the recipe takes."""
+    return load_fashion_mnist("train").images[: settings.train_size]
 
 
-def train_conventional(model, images, epochs, device) -> None:
-    loader = DataLoader(BinarisedImages(images), batch_size=BATCH, shuffle=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    model.train()
-    for _ in range(epochs):
-        for data in loader:
-            data = data.to(device)
+def conventional(
+    images: torch.Tensor, settings: VAESettings, seed: int, device: torch.device
+) -> float:
+    """The DataLoader loop; returns the test -ELBO after the last epoch."""
+    seed_everything(seed)
+    # the test images the recipe scores, loaded as the recipe loads them: in the timed run
+    x_test = binarized_fashion_mnist("test")[: settings.eval_size].to(device)  # (N, 28, 28)
+    model = build_vae(settings).to(device)  # the recipe's initial weights under this seed
+    dataset = ImagesOnAccess(images, torch.bernoulli)  # (28, 28) zeros and ones
+    loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    for _ in range(settings.epochs):
+        model.train()
+        for x in loader:
+            x = x.to(device)  # (B, 28, 28)
             optimizer.zero_grad()
-            logits, mu, logvar = model(data)
-            bce = F.binary_cross_entropy_with_logits(logits, data.view(-1, 784), reduction="sum")
+            logits, mu, logvar = model(x)
+            bce = F.binary_cross_entropy_with_logits(logits, x.view(-1, 784), reduction="sum")
             (bce + gaussian_kl(mu, logvar).sum()).backward()
             optimizer.step()
+        model.eval()
+        with torch.no_grad():  # what the recipe evaluates after every epoch
+            test_elbo = -elbo(x_test, *model(x_test)).elbo.mean().item()
+    return test_elbo
 
 
-def train_book(model, images, epochs, device) -> None:
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR, fused=True)
-    fit(model, optimizer, images, lambda x: negative_elbo(model, binarize(x)), epochs=epochs,
-        batch_size=BATCH)  # fmt: skip
+def book(images: torch.Tensor, settings: VAESettings, seed: int, device: torch.device) -> float:
+    """The recipe; returns the test -ELBO its evaluation measured after the last epoch."""
+    trained = RECIPE.train(settings, data=images, seed=seed, device=device.type)
+    return trained.history.epochs["test -ELBO"][-1]
 
 
 def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
@@ -92,32 +97,15 @@ def matmul_rate(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
 
 
 def measure(epochs: int = 1, repeats: int = 5, device: str | None = None) -> dict:
-    """Train with both loops, alternating; print the table and return its summary."""
-    device = get_device(device)
-    images = load_fashion_mnist("train").images  # (60000, 28, 28) uint8
-    x_test = binarize(
-        load_fashion_mnist("test").images, generator=torch.Generator().manual_seed(0)
-    ).to(device)
-    torch.manual_seed(0)
-    initial = VAE().state_dict()
-
-    def loop(train):
-        def run(repeat: int) -> float:
-            torch.manual_seed(repeat)
-            model = VAE().to(device)
-            model.load_state_dict(initial)
-            train(model, images, epochs, device)
-            model.eval()
-            with torch.no_grad():
-                return -elbo(x_test, *model(x_test)).elbo.mean().item()
-
-        return run
-
-    loops = {"conventional DataLoader": loop(train_conventional), "book (fit)": loop(train_book)}
-    result = alternate(loops, len(images) * epochs, repeats, device)
-    title = f"VAE 784-400-20 on Fashion-MNIST, {epochs} epoch(s), {repeats} repeats, {device}"
-    summary = report(title, "examples", "test -ELBO (nats)", result)
-    peak = matmul_rate(device)
+    """Train with both loops, alternating; print the table and return its summary, with each
+    loop's share of the matrix-multiply rate."""
+    # every training image, every test image scored after every epoch
+    settings = replace(RECIPE.quick, train_size=None, epochs=epochs, eval_size=None)
+    summary = compare(Benchmark(
+        "VAE 784-400-20 on Fashion-MNIST", "examples", "test -ELBO (nats)", RECIPE, settings,
+        load, units=len, conventional=conventional, book=book,
+    ), repeats, device)  # fmt: skip
+    peak = matmul_rate(get_device(device))
     summary["matmul GFLOP/s"] = peak / 1e9
     for name, row in summary["loops"].items():
         row["share of matmul rate"] = row["median"] * FLOPS_PER_EXAMPLE / peak
@@ -127,9 +115,4 @@ def measure(epochs: int = 1, repeats: int = 5, device: str | None = None) -> dic
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best)")
-    args = parser.parse_args()
-    measure(args.epochs, args.repeats, args.device)
+    main(measure, __doc__)

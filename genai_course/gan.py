@@ -207,21 +207,21 @@ def _dcgan_init(module: nn.Module) -> None:
 
 
 class GAN(nn.Module):
-    """A generator and a discriminator in one module (what ``fit`` trains and
+    """A generator ``G`` and a discriminator ``D`` in one module (what ``fit`` trains and
     checkpoints), and a fixed batch of noise ``fixed_z`` (num_fixed, latent)
     whose images show the same "people" getting sharper during training."""
 
     def __init__(
-        self, generator: nn.Module, discriminator: nn.Module, num_fixed: int = 64, seed: int = 0
+        self, G: nn.Module, D: nn.Module, num_fixed: int = 64, seed: int = 0
     ):
         super().__init__()
-        if not isinstance(getattr(generator, "latent_dim", None), int):
-            raise TypeError("generator must have an int latent_dim, as the book's generators do")
+        if not isinstance(getattr(G, "latent_dim", None), int):
+            raise TypeError("G must have an int latent_dim, as the book's generators do")
         _check_dims(num_fixed=num_fixed)
-        self.generator, self.discriminator = generator, discriminator
+        self.G, self.D = G, D  # the networks; named as in the book's equations
         noise = torch.Generator().manual_seed(seed)
         self.register_buffer(
-            "fixed_z", torch.randn(num_fixed, generator.latent_dim, generator=noise)
+            "fixed_z", torch.randn(num_fixed, G.latent_dim, generator=noise)
         )
 
     @torch.no_grad()
@@ -229,7 +229,7 @@ class GAN(nn.Module):
         """The generator's output for ``fixed_z``, on the CPU: images (num_fixed, H, W)
         in [0, 1] or points (num_fixed, data_dim). Watched after every epoch, it
         shows the same "people" getting sharper."""
-        return _from_gan_range(self.generator, self.generator(self.fixed_z)).cpu()
+        return _from_gan_range(self.G, self.G(self.fixed_z)).cpu()
 
 
 def gan_step(
@@ -254,22 +254,22 @@ def gan_step(
     """
     # under torchrun each network in its own DistributedDataParallel, which averages its
     # gradients across the processes (each network is one forward-backward unit)
-    generator, discriminator = distributed.wrap(gan.generator), distributed.wrap(gan.discriminator)
-    latent_dim = gan.generator.latent_dim
+    G, D = distributed.wrap(gan.G), distributed.wrap(gan.D)
+    latent_dim = gan.G.latent_dim
 
     def step(real: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = len(real)
         # -- 1. the discriminator ascends V: real -> 1, fake -> 0
         z = torch.randn(batch, latent_dim, device=real.device)  # (B, latent)
-        fake = generator(z)
+        fake = G(z)
         # detached: no gradient into G on this step
-        real_logits, fake_logits = discriminator(real), discriminator(fake.detach())  # (B,), (B,)
+        real_logits, fake_logits = D(real), D(fake.detach())  # (B,), (B,)
         loss_d = discriminator_loss(real_logits, fake_logits).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
         # -- 2. the generator makes D(G(z)) large
-        loss_g = generator_loss(discriminator(fake), non_saturating).mean()
+        loss_g = generator_loss(D(fake), non_saturating).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -304,25 +304,25 @@ def to_gan_range(images: torch.Tensor) -> torch.Tensor:
     return 2 * x - 1  # (N, 1, H, W)
 
 
-def _from_gan_range(generator: nn.Module, out: torch.Tensor) -> torch.Tensor:
-    if generator.image_shape is None:
+def _from_gan_range(G: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    if G.image_shape is None:
         return out  # points: as they are
-    return ((out + 1) / 2).clamp(0, 1).reshape(len(out), *generator.image_shape)  # (N, H, W)
+    return ((out + 1) / 2).clamp(0, 1).reshape(len(out), *G.image_shape)  # (N, H, W)
 
 
 @torch.no_grad()
-def sample(model: nn.Module, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` samples of the generator ``model``: images (n, H, W) in [0, 1],
-    or points (n, data_dim). ``rng`` (a ``torch.Generator``) fixes the noise.
-    The generator runs in eval mode (batch norm with its running statistics)."""
-    if not isinstance(getattr(model, "latent_dim", None), int):
-        raise TypeError("model must be a generator with an int latent_dim (a GAN's .generator)")
+def sample(G: nn.Module, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` samples of the generator network ``G``: images (n, H, W) in [0, 1],
+    or points (n, data_dim). ``generator`` (a ``torch.Generator``) fixes the
+    noise. ``G`` runs in eval mode (batch norm with its running statistics)."""
+    if not isinstance(getattr(G, "latent_dim", None), int):
+        raise TypeError("G must be a generator network with an int latent_dim (a GAN's .G)")
     _check_dims(n=n)
-    device = next(model.parameters()).device
-    noise_device = rng.device if rng is not None else device
-    z = torch.randn(n, model.latent_dim, generator=rng, device=noise_device).to(device)
-    was_training = model.training
-    model.eval()
-    out = _from_gan_range(model, model(z))
-    model.train(was_training)
+    device = next(G.parameters()).device
+    noise_device = generator.device if generator is not None else device
+    z = torch.randn(n, G.latent_dim, generator=generator, device=noise_device).to(device)
+    was_training = G.training
+    G.eval()
+    out = _from_gan_range(G, G(z))
+    G.train(was_training)
     return out

@@ -111,11 +111,11 @@ def test_shapes():
 
 def test_sample_gives_images_in_0_1_and_is_reproducible():
     torch.manual_seed(0)
-    generator = DCGANGenerator(16, width=8)
-    a = sample(generator, 6, rng=torch.Generator().manual_seed(1))
-    b = sample(generator, 6, rng=torch.Generator().manual_seed(1))
+    G = DCGANGenerator(16, width=8)
+    a = sample(G, 6, generator=torch.Generator().manual_seed(1))
+    b = sample(G, 6, generator=torch.Generator().manual_seed(1))
     assert a.shape == (6, 28, 28) and 0 <= a.min() and a.max() <= 1
-    assert torch.equal(a, b) and generator.training  # its mode is restored
+    assert torch.equal(a, b) and G.training  # its mode is restored
     assert sample(MLPGenerator(2, 2), 7).shape == (7, 2)
 
 
@@ -125,7 +125,7 @@ def test_sample_gives_images_in_0_1_and_is_reproducible():
         (lambda: MLPGenerator(0, 2), ValueError, "latent_dim must be a positive int, got 0"),
         (lambda: MLPGenerator(2, 10, image_shape=(3, 3)), ValueError, "does not hold data_dim"),
         (lambda: DCGANDiscriminator(width=2.5), ValueError, "width must be a positive int"),
-        (lambda: sample(MLPDiscriminator(2), 3), TypeError, "model must be a generator"),
+        (lambda: sample(MLPDiscriminator(2), 3), TypeError, "G must be a generator network"),
         (lambda: sample(MLPGenerator(2, 2), 0), ValueError, "n must be a positive int"),
         (lambda: to_gan_range(torch.full((2, 28, 28), 2.0)), ValueError, "uint8 or floats in"),
         (lambda: GAN(MLPDiscriminator(2), MLPDiscriminator(2)), TypeError, "latent_dim"),

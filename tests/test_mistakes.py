@@ -119,15 +119,15 @@ def gan_discriminator_change(wrong: bool) -> float:
     points, _ = ring_of_gaussians(256, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     gan = GAN(MLPGenerator(2, 2, hidden_dim=16), MLPDiscriminator(2, hidden_dim=16))
-    before = [p.detach().clone() for p in gan.discriminator.parameters()]
-    trains = gan.generator if wrong else gan.discriminator
+    before = [p.detach().clone() for p in gan.D.parameters()]
+    trains = gan.G if wrong else gan.D
     opt_d = torch.optim.Adam(trains.parameters(), lr=1e-3)
-    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=1e-3)
+    opt_g = torch.optim.Adam(gan.G.parameters(), lr=1e-3)
     fit(gan, {"d": opt_d, "g": opt_g}, points, step=gan_step(gan, opt_d, opt_g), epochs=1,
         batch_size=32)  # fmt: skip
     return max(
         (p - q).abs().max().item()
-        for p, q in zip(gan.discriminator.parameters(), before, strict=True)
+        for p, q in zip(gan.D.parameters(), before, strict=True)
     )
 
 

@@ -122,7 +122,7 @@ def _start(path, resume, run, module, optimizers, seed, cluster) -> tuple[Histor
     return history, position
 
 
-def _record(pending: list, history: History, position: Position, epochs: int, device) -> None:
+def _read_back(pending: list, history: History, position: Position, epochs: int, device) -> None:
     """Read the pending metrics back from the device (one sync), averaged over
     the ranks; stop at a non-finite one; append them to the history."""
     keys, first = list(pending[0]), position.step - len(pending) + 1
@@ -241,7 +241,7 @@ def fit(
                 bar.update(1)
                 due = checkpoint_every is not None and at.step % checkpoint_every == 0
                 if at.step % log_every == 0 or due or i == steps - 1:
-                    _record(pending, history, at, epochs, device)
+                    _read_back(pending, history, at, epochs, device)
                     parallel.check_parameters_agree(module, at.step, cluster)
                     bar.set_postfix({key: f"{v[-1]:.4g}" for key, v in history.steps.items()})
                 if due and i < steps - 1:  # at the end of an epoch: after its summary, below

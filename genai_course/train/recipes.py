@@ -199,8 +199,8 @@ def train_gan(
     device = _prepare(seed, device)
     data = gan_data(settings) if data is None else data
     gan = build_gan(settings).to(device)
-    opt_d = _adam(gan.discriminator.parameters(), settings.lr, betas=(0.5, 0.999))
-    opt_g = _adam(gan.generator.parameters(), settings.lr, betas=(0.5, 0.999))
+    opt_d = _adam(gan.D.parameters(), settings.lr, betas=(0.5, 0.999))
+    opt_g = _adam(gan.G.parameters(), settings.lr, betas=(0.5, 0.999))
     trained = Trained(gan, History(), len(data))
 
     def snapshot() -> dict[str, float]:  # fit's evaluation: keep the fixed noise's samples
@@ -209,7 +209,7 @@ def train_gan(
 
     options.setdefault("desc", f"{settings.architecture} GAN")
     trained.history = _fit(
-        gan, {"discriminator": opt_d, "generator": opt_g}, data, settings, seed, options,
+        gan, {"D": opt_d, "G": opt_g}, data, settings, seed, options,
         step=gan_step(gan, opt_d, opt_g, non_saturating), evaluate=snapshot,
     )  # fmt: skip
     return trained

@@ -6,8 +6,8 @@ each one, measures the symptom and explains it with the book's mathematics,
 and ``tests/test_mistakes.py`` keeps each symptom true. Nothing else in the
 package imports this module: the right versions are
 :func:`genai_course.information.gaussian_kl`,
-:class:`genai_course.distributions.Multinomial` and
-:func:`genai_course.lstm.generate`.
+:class:`genai_course.distributions.Multinomial`,
+:func:`genai_course.lstm.generate` and :func:`genai_course.train.gradient_step`.
 """
 
 from __future__ import annotations
@@ -52,3 +52,18 @@ def sample_from_shifted_logits(
     likely category is never drawn."""
     weights = logits - logits.min()
     return torch.multinomial(weights, num_samples, replacement=True, generator=generator)
+
+
+def gradient_step_without_zero_grad(loss_fn, optimizer: torch.optim.Optimizer):
+    """WRONG: the step of :func:`genai_course.train.gradient_step` without
+    ``optimizer.zero_grad()``. ``backward`` adds each new gradient to ``.grad``,
+    so every step moves the parameters by the sum of all the gradients so far:
+    a heavy ball with no friction, which oscillates and never settles."""
+
+    def step(*batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = loss_fn(*batch).mean()
+        loss.backward()  # WRONG: adds to the gradients of all earlier steps
+        optimizer.step()
+        return {"loss": loss}
+
+    return step

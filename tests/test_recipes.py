@@ -175,3 +175,17 @@ def test_model_modules_do_not_import_the_training_package(module):
         for alias in node.names
     ]
     assert not [name for name in imported if name and name.startswith("genai_course.train")]
+
+
+def _code_cells():
+    for path in sorted((PACKAGE.parent / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                yield path.name, "".join(cell["source"])
+
+
+def test_notebooks_take_their_settings_from_the_recipes():
+    """No notebook chooses sizes by the profile's name or defines a trainer of its own."""
+    for name, source in _code_cells():
+        assert "profile.name ==" not in source and "profile.name !=" not in source, name
+        assert '== "quick"' not in source and "def train" not in source, name

@@ -61,10 +61,20 @@ def test_the_profile_chooses_the_settings(monkeypatch):
         RECIPES["vae"].settings("fast")
 
 
-def test_settings_are_frozen_and_a_bad_architecture_is_named():
+def test_settings_are_frozen_and_bad_values_are_named():
     settings = RECIPES["dcgan"].quick
     with pytest.raises(AttributeError):
         settings.epochs = 3
+    for change, message in [
+        ({"epochs": 0}, "epochs must be a positive int"),
+        ({"batch_size": 2.5}, "batch_size must be a positive int"),
+        ({"train_size": -5}, "train_size must be a positive int"),
+        ({"lr": "1e-3"}, "lr must be a positive number"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            replace(settings, **change)
+    with pytest.raises(TypeError, match="settings must be VAESettings .* got GANSettings"):
+        RECIPES["vae"].train(settings)
     with pytest.raises(ValueError, match="architecture must be 'ring', 'mlp' or 'dcgan'"):
         train_gan(replace(settings, architecture="DCGAN", **SMALL))
     with pytest.raises(ValueError, match="architecture must be 'mlp' or 'conv'"):

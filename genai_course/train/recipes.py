@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genai_course import distributed
-from genai_course.config import get_profile, seed_everything
+from genai_course.config import check_positive_int, get_profile, seed_everything
 from genai_course.data import (
     binarize,
     binarized_fashion_mnist,
@@ -66,6 +66,14 @@ class Settings:
     epochs: int  # passes over those examples
     batch_size: int  # examples per process and step (text: streams read side by side)
     lr: float  # Adam's learning rate
+
+    def __post_init__(self):  # also on dataclasses.replace: a typo fails here, named
+        for name in ("epochs", "batch_size"):
+            check_positive_int(name, getattr(self, name))
+        if self.train_size is not None:
+            check_positive_int("train_size", self.train_size)
+        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not self.lr > 0:
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
 
 
 @dataclass(frozen=True)
@@ -123,8 +131,14 @@ class Recipe:
 # -- what the trainers share -----------------------------------------------------------
 
 
-def _prepare(seed: int, device) -> torch.device:
-    """Seed every generator, then pick the device: the same start for every recipe."""
+def _prepare(settings: Settings, kind: type, seed: int, device) -> torch.device:
+    """Check ``settings`` is a ``kind``; seed every generator, then pick the
+    device: the same start for every recipe."""
+    if not isinstance(settings, kind):
+        raise TypeError(
+            f"settings must be {kind.__name__} (a recipe's, e.g. RECIPES[name].settings()), "
+            f"got {type(settings).__name__}"
+        )
     seed_everything(seed)
     return get_device(device)
 
@@ -147,7 +161,7 @@ def train_pixels(settings: Settings, *, seed: int = 0, device=None, **options) -
     """The pipeline chapter's independent-pixel model: Adam on the mean negative
     log-likelihood of the book's fixed binarisation of the training images;
     the test NLL (nats per image) after every epoch."""
-    device = _prepare(seed, device)
+    device = _prepare(settings, Settings, seed, device)
     x_train = binarized_fashion_mnist("train")[: settings.train_size]  # (N, 28, 28)
     x_test = binarized_fashion_mnist("test").to(device)  # (10000, 28, 28)
     model = IndependentBernoulli().to(device)  # every theta_d starts at 1/2
@@ -196,7 +210,7 @@ def train_gan(
     with Adam (``betas=(0.5, 0.999)``, as DCGAN); the samples of the fixed noise
     are kept after every epoch (``Trained.snapshots``). ``data``: the
     training data if the caller has it already (default: ``gan_data(settings)``)."""
-    device = _prepare(seed, device)
+    device = _prepare(settings, GANSettings, seed, device)
     data = gan_data(settings) if data is None else data
     gan = build_gan(settings).to(device)
     opt_d = _adam(gan.D.parameters(), settings.lr, betas=(0.5, 0.999))
@@ -233,7 +247,7 @@ def train_vae(
     ELBO; Appendix A passes a wrong one); after every epoch the test -ELBO and
     its two terms on ``eval_size`` test images of the book's binarisation.
     ``data``: the uint8 training images if the caller has them already."""
-    device = _prepare(seed, device)
+    device = _prepare(settings, VAESettings, seed, device)
     if data is None:
         data = load_fashion_mnist("train").images[: settings.train_size]  # (N, 28, 28) uint8
     x_eval = binarized_fashion_mnist("test")[: settings.eval_size].to(device)
@@ -283,7 +297,7 @@ def train_char_lstm(
             "the character LSTM reads its text in order, carrying its state from one chunk to "
             "the next, so it trains on one process only; run it without torchrun"
         )
-    device = _prepare(seed, device)
+    device = _prepare(settings, LSTMSettings, seed, device)
     vocab, chunks = char_lstm_data(settings) if data is None else data  # chunks: (C, B, T + 1)
     valid_ids = vocab.encode(load_shakespeare("valid")).to(device)
     model = build_char_lstm(settings, len(vocab)).to(device)
@@ -302,7 +316,7 @@ def train_classifier(settings: Settings, *, seed: int = 0, device=None, **option
     """The classifier whose features the Fréchet distance uses: cross-entropy
     on the labels with Adam (the default, unfused one, as the shipped weights
     were made); the test accuracy after every epoch."""
-    device = _prepare(seed, device)
+    device = _prepare(settings, Settings, seed, device)
     train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
     n = settings.train_size
     x_test, y_test = test.images.to(device), test.labels.to(device)

@@ -121,12 +121,12 @@ def compare(benchmark: Benchmark, repeats: int, device: str | None = None) -> di
     device, settings = get_device(device), benchmark.settings
     data = benchmark.load(settings, device)  # before anything is timed
 
-    def run(loop: Loop) -> Callable[[int], float]:
+    def on_the_data(loop: Loop) -> Callable[[int], float]:  # seed -> quality figure
         return lambda seed: loop(data, settings, seed, device)
 
     loops = {
-        "conventional DataLoader": run(benchmark.conventional),
-        f"book ({benchmark.recipe.train.__name__})": run(benchmark.book),
+        "conventional DataLoader": on_the_data(benchmark.conventional),
+        f"book ({benchmark.recipe.train.__name__})": on_the_data(benchmark.book),
     }
     result = alternate(loops, benchmark.units(data) * settings.epochs, repeats, device)
     title = f"{benchmark.title}, {settings.epochs} epoch(s), {repeats} repeats, {device}"

@@ -373,8 +373,8 @@ def binarized_fashion_mnist(split: str) -> torch.Tensor:
     ``BINARIZATION_SEEDS``, so that every chapter scores the same test images."""
     if split not in BINARIZATION_SEEDS:
         raise ValueError(f"split must be one of {sorted(BINARIZATION_SEEDS)}, got {split!r}")
-    seed = torch.Generator().manual_seed(BINARIZATION_SEEDS[split])
-    return binarize(load_fashion_mnist(split).images, generator=seed)
+    generator = torch.Generator().manual_seed(BINARIZATION_SEEDS[split])
+    return binarize(load_fashion_mnist(split).images, generator=generator)
 
 def ring_of_gaussians(
     n: int,

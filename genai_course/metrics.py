@@ -12,8 +12,9 @@ r"""Chapter 8: measuring generative models.
 * **Mode coverage** on 2-D mixtures, and a **memorisation** check.
 
 Retrain the classifier from scratch with its recipe,
-``python -m genai_course.train classifier --profile full --save FILE`` (about
-five minutes on two CPU cores, seeded), and load that file with
+``GENAI_COURSE_DEVICE=cpu python -m genai_course.train classifier --profile full
+--save FILE`` (about five minutes on two CPU cores, seeded: the procedure that
+made the shipped weights), and load that file with
 ``load_classifier(FILE)``. To replace the shipped weights, save to
 ``genai_course/weights/fashion_classifier.pt`` and update ``WEIGHTS_SHA256`` below.
 """

@@ -150,7 +150,7 @@ def test_processes_called_differently_stop_instead_of_waiting(tmp_path, closed_p
     )
 
 
-@pytest.mark.parametrize("model_name", ["vae", "dcgan"])
+@pytest.mark.parametrize("model_name", ["vae", "dcgan", "classifier"])
 def test_the_script_trains_on_two_processes(tmp_path, closed_port, model_name):
     summary = tmp_path / "summary.json"
     done = torchrun(
@@ -159,10 +159,12 @@ def test_the_script_trains_on_two_processes(tmp_path, closed_port, model_name):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(summary.read_text())
-    chapter_batch = {"vae": 128, "dcgan": 64}[model_name]
+    chapter_batch = {"vae": 128, "dcgan": 64, "classifier": 128}[model_name]
     assert result["processes"] == 2 and result["backend"] == "gloo"
     assert result["combined batch"] == 2 * chapter_batch
-    assert result["lr"] == pytest.approx({"vae": 1e-3, "dcgan": 2e-4}[model_name] * 2**0.5)
+    assert result["lr"] == pytest.approx(
+        {"vae": 1e-3, "dcgan": 2e-4, "classifier": 1e-3}[model_name] * 2**0.5
+    )
     assert result["examples/s"] > 0 and result["training examples"] == 256
     assert done.stdout.count(f"{model_name}: 2 process(es)") == 1  # rank 0 alone prints
     assert [p.name for p in (tmp_path / "ck").iterdir()] == ["model.pt"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -62,7 +63,9 @@ def parser() -> argparse.ArgumentParser:
                    help="scale the recipe's learning rate with the combined batch over the "
                    "recipe's batch: by its square root (Adam) or linearly (SGD) "
                    "(default: none)")  # fmt: skip
-    p.add_argument("--train-size", type=int, help="training examples (default: the recipe's)")
+    p.add_argument("--train-size", type=int,
+                   help="training examples; char_lstm: characters of text "
+                   "(default: the recipe's)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the data order")
     p.add_argument("--checkpoint", type=Path, help="file rank 0 writes the run to")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
@@ -150,6 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     _check(p, args)
     recipe = RECIPES[args.model]
+    if not recipe.parallel and os.environ.get("WORLD_SIZE", "1") != "1":
+        p.error(f"{args.model} trains on one process only; run it without torchrun")
     cluster = distributed.init(timeout=args.timeout)
     try:
         settings = settings_of(args, recipe, cluster.world_size)

@@ -154,10 +154,7 @@ def _end_epoch(model: nn.Module, history: History, position: Position, evaluate,
     with torch.no_grad():
         metrics = {key: float(value) for key, value in evaluate().items()}
     model.train()
-    if distributed.current().world_size > 1:  # the mean over the ranks, in float64
-        values = torch.tensor(list(metrics.values()), dtype=torch.float64, device=device)
-        metrics = dict(zip(metrics, distributed.average(values).tolist(), strict=True))
-    for key, value in metrics.items():
+    for key, value in parallel.average_metrics(metrics, device).items():
         history.epochs.setdefault(key, []).append(value)
 
 
@@ -195,8 +192,9 @@ def fit(
     False (text read in order, see ``lstm.tbptt_step``). ``evaluate()`` runs
     in eval mode after each epoch; its metrics go to ``history.epochs``.
     ``checkpoint`` is written at the end and every ``checkpoint_every`` steps;
-    ``resume`` continues from it, bit-identical to an uninterrupted run on the
-    CPU, with any batch size or number of processes. Metrics are read back
+    ``resume`` continues from it, with any batch size or number of
+    processes; with the same ones, on the CPU, bit-identical to an
+    uninterrupted run. Metrics are read back
     from the device every ``log_every`` steps; ``desc`` labels the progress bar.
 
     Under ``torchrun`` each process takes its share of every batch and only

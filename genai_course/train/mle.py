@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from genai_course.config import check_positive_int
 from genai_course.distributions import Distribution
 from genai_course.likelihood import observations
 from genai_course.optim import Adam
@@ -35,6 +36,7 @@ def fit_by_gradient(
     book's :class:`~genai_course.optim.Adam` through ``genai_course.train.fit``
     and returns the fitted distribution and the history of the loss.
     """
+    check_positive_int("steps", steps)
     data = observations(data)
     data = data if data.is_floating_point() else data.to(torch.get_default_dtype())
     params = nn.ParameterDict(

@@ -7,8 +7,8 @@ points; in one process each of them does nothing (or the obvious thing).
 - :func:`seed_rank`: each rank its own random numbers (dropout, noise);
 - :func:`check_same_settings`: ranks given different settings stop at once
   instead of waiting for each other forever;
-- :func:`genai_course.distributed.average`: metrics and evaluations, the
-  mean over the ranks;
+- :func:`average_metrics`: an evaluation's metrics, the mean over the ranks
+  (the step metrics go through :func:`genai_course.distributed.average`);
 - :func:`check_parameters_agree`: the model's copies are still equal (the
   gradients were averaged through :func:`genai_course.distributed.wrap`).
 
@@ -71,6 +71,15 @@ def check_same_settings(settings: dict, cluster: distributed.Cluster) -> None:
         + "; ".join(f"rank {r}: {[o[k] for k in differ]}" for r, o in enumerate(every))
         + ". Every rank must call fit alike (and see the same checkpoint file)"
     )
+
+
+def average_metrics(metrics: dict[str, float], device: torch.device) -> dict[str, float]:
+    """The mean of each metric over the ranks, in float64 (the metrics themselves in one
+    process: no tensor is made, so nothing runs on the device)."""
+    if distributed.current().world_size == 1:
+        return metrics
+    values = torch.tensor(list(metrics.values()), dtype=torch.float64, device=device)
+    return dict(zip(metrics, distributed.average(values).tolist(), strict=True))
 
 
 def check_parameters_agree(module: nn.Module, step: int, cluster: distributed.Cluster) -> None:

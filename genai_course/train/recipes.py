@@ -7,16 +7,18 @@ results, on one GPU), and the function that trains it with
 command line all train through it, so a model is trained one way everywhere
 and the profile, not the caller, chooses how long::
 
-    >>> from genai_course.train.recipes import RECIPES
-    >>> vae = RECIPES["vae"]
-    >>> vae.settings()                  # the active profile's (GENAI_COURSE_PROFILE)
-    >>> trained = vae.train(vae.settings())
-    >>> trained.model, trained.history
+    from genai_course.train.recipes import RECIPES
+
+    vae = RECIPES["vae"]
+    settings = vae.settings()           # the active profile's (GENAI_COURSE_PROFILE)
+    trained = vae.train(settings)       # trained.model, trained.history
 
 An experiment that changes one setting says so with
 ``dataclasses.replace(recipe.settings(), lr=2e-2)``. Every trainer takes
-``seed`` (weights, noise and data order), ``device`` and the checkpoint
-options of ``fit`` (``checkpoint``, ``checkpoint_every``, ``resume``, ``desc``).
+``seed`` (weights, noise and data order), ``device``, ``data`` (the training
+data, when the caller has it already) and the options of ``fit`` that do not
+change what is trained (``checkpoint``, ``checkpoint_every``, ``resume``,
+``log_every``, ``desc``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ class Settings:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
 
 
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class GANSettings(Settings):
     architecture: str  # "ring" (MLPs on 2-D points), "mlp" or "dcgan" (on 28 x 28 images)
@@ -85,6 +92,12 @@ class GANSettings(Settings):
     discriminator_layers: int  # hidden layers of an MLP discriminator (DCGAN: 0, unused)
     num_fixed: int  # fixed noise vectors whose samples are kept after every epoch
 
+    def __post_init__(self):
+        super().__post_init__()
+        _check_choice("architecture", self.architecture, ("ring", "mlp", "dcgan"))
+        for name in ("latent_dim", "generator_width", "discriminator_width", "num_fixed"):
+            check_positive_int(name, getattr(self, name))
+
 
 @dataclass(frozen=True)
 class VAESettings(Settings):
@@ -92,6 +105,14 @@ class VAESettings(Settings):
     latent_dim: int  # dimensions of the code z
     width: int  # hidden units of the MLP, or base channels of the conv VAE
     eval_size: int | None  # test images scored after every epoch; None = all 10,000
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_choice("architecture", self.architecture, ("mlp", "conv"))
+        for name in ("latent_dim", "width"):
+            check_positive_int(name, getattr(self, name))
+        if self.eval_size is not None:
+            check_positive_int("eval_size", self.eval_size)
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,15 @@ class LSTMSettings(Settings):
     dropout: float  # share of LSTM outputs zeroed in training (between layers, before the head)
     seq_len: int  # characters per stream and step: how far back gradients flow (TBPTT)
     clip: float  # gradient-norm clipping threshold
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("embed_dim", "hidden_size", "num_layers", "seq_len"):
+            check_positive_int(name, getattr(self, name))
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.clip > 0:
+            raise ValueError(f"clip must be positive, got {self.clip!r}")
 
 
 @dataclass
@@ -121,7 +151,8 @@ class Recipe:
     description: str  # one line: the model, its data and its chapter
     quick: Settings  # two CPU cores, about a minute a chapter
     full: Settings  # the book's real results, on one GPU
-    train: Callable[..., Trained]  # train(settings, *, seed, device, **fit options)
+    train: Callable[..., Trained]  # train(settings, *, seed, device, data, **fit options)
+    parallel: bool = True  # whether it trains on several processes under torchrun
 
     def settings(self, profile: str | None = None) -> Settings:
         """The settings of ``profile`` (default: the active one, see ``config.get_profile``)."""
@@ -143,13 +174,29 @@ def _prepare(settings: Settings, kind: type, seed: int, device) -> torch.device:
     return get_device(device)
 
 
+def _one_process(why: str) -> None:
+    """Stop a recipe that trains on one process only when torchrun started several."""
+    if distributed.current().world_size > 1:
+        raise ValueError(f"{why}, so it trains on one process only; run it without torchrun")
+
+
 def _adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)):
     # PyTorch's fused Adam: the same update as the default one, in one kernel per step
     return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)
 
 
+# what a caller may pass on to fit: options that do not change what is trained
+OPTIONS = ("checkpoint", "checkpoint_every", "resume", "log_every", "desc")
+
+
 def _fit(model, optimizer, data, settings: Settings, seed: int, options: dict, **how) -> History:
     """``fit`` with a recipe's epochs, batch size and seed, and the caller's options."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"a recipe's trainer takes no {', '.join(unknown)}; change its settings with "
+            f"dataclasses.replace, or pass one of {', '.join(OPTIONS)}"
+        )
     return fit(model, optimizer, data, epochs=settings.epochs, batch_size=settings.batch_size,
                seed=seed, **how, **options)  # fmt: skip
 
@@ -161,6 +208,7 @@ def train_pixels(settings: Settings, *, seed: int = 0, device=None, **options) -
     """The pipeline chapter's independent-pixel model: Adam on the mean negative
     log-likelihood of the book's fixed binarisation of the training images;
     the test NLL (nats per image) after every epoch."""
+    _one_process("the independent-pixel model has no forward pass for DDP to wrap")
     device = _prepare(settings, Settings, seed, device)
     x_train = binarized_fashion_mnist("train")[: settings.train_size]  # (N, 28, 28)
     x_test = binarized_fashion_mnist("test").to(device)  # (10000, 28, 28)
@@ -177,8 +225,8 @@ def train_pixels(settings: Settings, *, seed: int = 0, device=None, **options) -
 def gan_data(settings: GANSettings) -> torch.Tensor:
     """A GAN recipe's training data: points of the ring (N, 2), or images in [-1, 1]."""
     if settings.architecture == "ring":
-        seed = torch.Generator().manual_seed(0)  # the chapter's one draw of the data
-        points, _ = ring_of_gaussians(settings.train_size, generator=seed)
+        generator = torch.Generator().manual_seed(0)  # the chapter's one draw of the data
+        points, _ = ring_of_gaussians(settings.train_size, generator=generator)
         return points  # (N, 2)
     images = load_fashion_mnist("train").images[: settings.train_size]
     return to_gan_range(images)  # (N, 1, 28, 28) in [-1, 1], the range of the generator's tanh
@@ -188,18 +236,35 @@ def build_gan(settings: GANSettings) -> GAN:
     """The networks of a GAN recipe, freshly initialised (from torch's global generator)."""
     s = settings
     if s.architecture == "dcgan":
-        networks = DCGANGenerator(s.latent_dim, width=s.generator_width), DCGANDiscriminator(
-            width=s.discriminator_width
-        )
-    elif s.architecture in ("ring", "mlp"):
+        G = DCGANGenerator(s.latent_dim, width=s.generator_width)
+        D = DCGANDiscriminator(width=s.discriminator_width)
+    else:  # "ring" or "mlp"
         data_dim, shape = (2, None) if s.architecture == "ring" else (784, (28, 28))
-        networks = (
-            MLPGenerator(s.latent_dim, data_dim, hidden_dim=s.generator_width, image_shape=shape),
-            MLPDiscriminator(data_dim, s.discriminator_width, s.discriminator_layers),
+        G = MLPGenerator(s.latent_dim, data_dim, hidden_dim=s.generator_width, image_shape=shape)
+        D = MLPDiscriminator(data_dim, s.discriminator_width, s.discriminator_layers)
+    return GAN(G, D, num_fixed=s.num_fixed)
+
+
+def _check_gan_data(data, settings: GANSettings) -> None:
+    """Points (N, 2) for the ring; images in [-1, 1], the range of the generator's tanh."""
+    if not isinstance(data, torch.Tensor) or not data.is_floating_point():
+        raise TypeError("data must be a floating-point torch.Tensor (images: use to_gan_range)")
+    if settings.architecture != "ring" and (data.min() < -1 or data.max() > 1):
+        raise ValueError(
+            f"image data must be in [-1, 1], the range of the generator's tanh; got values "
+            f"from {data.min().item():.3g} to {data.max().item():.3g} (use to_gan_range)"
         )
-    else:
-        raise ValueError(f"architecture must be 'ring', 'mlp' or 'dcgan', got {s.architecture!r}")
-    return GAN(*networks, num_fixed=s.num_fixed)
+
+
+class _Snapshots:
+    """``fit``'s evaluation for a GAN: keeps the samples of the fixed noise."""
+
+    def __init__(self, gan: GAN):
+        self.gan, self.images = gan, []
+
+    def __call__(self) -> dict[str, float]:
+        self.images.append(self.gan.snapshot())
+        return {}
 
 
 def train_gan(
@@ -208,34 +273,29 @@ def train_gan(
 ) -> Trained:
     """The GAN chapter's GANs: both networks trained by :func:`~genai_course.gan.gan_step`
     with Adam (``betas=(0.5, 0.999)``, as DCGAN); the samples of the fixed noise
-    are kept after every epoch (``Trained.snapshots``). ``data``: the
-    training data if the caller has it already (default: ``gan_data(settings)``)."""
+    are kept after every epoch (``Trained.snapshots``; a resumed run keeps
+    those of the epochs it ran itself). ``data``: the training data if the
+    caller has it already (default: ``gan_data(settings)``)."""
     device = _prepare(settings, GANSettings, seed, device)
     data = gan_data(settings) if data is None else data
+    _check_gan_data(data, settings)
     gan = build_gan(settings).to(device)
     opt_d = _adam(gan.D.parameters(), settings.lr, betas=(0.5, 0.999))
     opt_g = _adam(gan.G.parameters(), settings.lr, betas=(0.5, 0.999))
-    trained = Trained(gan, History(), len(data))
-
-    def snapshot() -> dict[str, float]:  # fit's evaluation: keep the fixed noise's samples
-        trained.snapshots.append(gan.snapshot())
-        return {}
-
+    snapshots = _Snapshots(gan)
     options.setdefault("desc", f"{settings.architecture} GAN")
-    trained.history = _fit(
+    history = _fit(
         gan, {"D": opt_d, "G": opt_g}, data, settings, seed, options,
-        step=gan_step(gan, opt_d, opt_g, non_saturating), evaluate=snapshot,
+        step=gan_step(gan, opt_d, opt_g, non_saturating), evaluate=snapshots,
     )  # fmt: skip
-    return trained
+    return Trained(gan, history, len(data), snapshots.images)
 
 
 def build_vae(settings: VAESettings) -> VAE | ConvVAE:
     """The model of a VAE recipe, freshly initialised (from torch's global generator)."""
     if settings.architecture == "mlp":
         return VAE(784, settings.width, settings.latent_dim)
-    if settings.architecture == "conv":
-        return ConvVAE(settings.latent_dim, width=settings.width)
-    raise ValueError(f"architecture must be 'mlp' or 'conv', got {settings.architecture!r}")
+    return ConvVAE(settings.latent_dim, width=settings.width)  # "conv"
 
 
 def train_vae(
@@ -255,7 +315,10 @@ def train_vae(
     net = distributed.wrap(model)  # the loss calls this: under torchrun it averages gradients
 
     def evaluate() -> dict[str, float]:
-        bound = elbo(x_eval, *model(x_eval))  # model(x): logits, mu, logvar
+        # one code per image from a generator of its own: scoring draws nothing from the
+        # global generator, so training goes the same way whatever eval_size is
+        codes = torch.Generator().manual_seed(0)
+        bound = elbo(x_eval, *model(x_eval, codes))  # model(x): logits, mu, logvar
         return {
             "test -ELBO": -bound.elbo.mean().item(),
             "test reconstruction": -bound.reconstruction.mean().item(),
@@ -292,11 +355,8 @@ def train_char_lstm(
     text read in order as ``batch_size`` streams of ``seq_len`` characters a
     step; the validation bits per character after every epoch. ``data``:
     ``char_lstm_data(settings)`` if the caller has it already."""
-    if distributed.current().world_size > 1:
-        raise ValueError(
-            "the character LSTM reads its text in order, carrying its state from one chunk to "
-            "the next, so it trains on one process only; run it without torchrun"
-        )
+    _one_process("the character LSTM reads its text in order, carrying its state from one "
+                 "chunk to the next")  # fmt: skip
     device = _prepare(settings, LSTMSettings, seed, device)
     vocab, chunks = char_lstm_data(settings) if data is None else data  # chunks: (C, B, T + 1)
     valid_ids = vocab.encode(load_shakespeare("valid")).to(device)
@@ -321,11 +381,12 @@ def train_classifier(settings: Settings, *, seed: int = 0, device=None, **option
     n = settings.train_size
     x_test, y_test = test.images.to(device), test.labels.to(device)
     model = FashionClassifier().to(device)
+    net = distributed.wrap(model)  # the loss calls this: under torchrun it averages gradients
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     options.setdefault("desc", "classifier")
     history = _fit(
         model, optimizer, (train.images[:n], train.labels[:n]), settings, seed, options,
-        loss_fn=lambda x, y: F.cross_entropy(model(x), y, reduction="none"),  # (B,)
+        loss_fn=lambda x, y: F.cross_entropy(net(x), y, reduction="none"),  # (B,)
         evaluate=lambda: {"test accuracy": (model.predict(x_test) == y_test).float().mean()},
     )  # fmt: skip
     return Trained(model, history, len(train.images[:n]))
@@ -350,15 +411,18 @@ _FULL = {"train_size": None, "epochs": 20}  # the whole training split, longer
 _FULL_VAE = {**_FULL, "eval_size": None}
 
 
-def _recipe(description: str, quick: Settings, train: Callable[..., Trained], **full) -> Recipe:
+def _recipe(
+    description: str, quick: Settings, train: Callable[..., Trained], parallel=True, **full
+) -> Recipe:
     """A recipe whose ``full`` settings are ``quick``'s with ``full``'s changes."""
-    return Recipe(description, quick, replace(quick, **full), train)
+    return Recipe(description, quick, replace(quick, **full), train, parallel)
 
 
 RECIPES: dict[str, Recipe] = {
     "pixels": _recipe(
         "independent pixels (the pipeline chapter) on binarised Fashion-MNIST",
-        Settings(train_size=20_000, epochs=3, batch_size=128, lr=0.05), train_pixels, **_FULL,
+        Settings(train_size=20_000, epochs=3, batch_size=128, lr=0.05), train_pixels,
+        parallel=False, **_FULL,
     ),
     "ring_gan": _recipe("MLP GAN on a ring of eight Gaussians (the GAN chapter)", _RING, train_gan),
     "mlp_gan": _recipe(
@@ -384,7 +448,8 @@ RECIPES: dict[str, Recipe] = {
     ),
     "char_lstm": _recipe(
         "character LSTM on Shakespeare, by truncated backpropagation (the sequences chapter)",
-        _LSTM, train_char_lstm, epochs=50, lr=2e-3, hidden_size=512, num_layers=2, dropout=0.25,
+        _LSTM, train_char_lstm, parallel=False,
+        epochs=50, lr=2e-3, hidden_size=512, num_layers=2, dropout=0.25,
     ),
     "classifier": _recipe(
         "the Fashion-MNIST classifier whose features the Fréchet distance uses",

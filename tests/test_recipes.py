@@ -69,7 +69,8 @@ def test_settings_are_frozen_and_bad_values_are_named():
         ({"epochs": 0}, "epochs must be a positive int"),
         ({"batch_size": 2.5}, "batch_size must be a positive int"),
         ({"train_size": -5}, "train_size must be a positive int"),
-        ({"lr": "1e-3"}, "lr must be a positive number"),
+        ({"lr": "1e-3"}, "lr must be a non-negative number"),
+        ({"lr": -0.1}, "lr must be a non-negative number"),
     ]:
         with pytest.raises(ValueError, match=message):
             replace(settings, **change)

@@ -192,9 +192,8 @@ def fit(
     False (text read in order, see ``lstm.tbptt_step``). ``evaluate()`` runs
     in eval mode after each epoch; its metrics go to ``history.epochs``.
     ``checkpoint`` is written at the end and every ``checkpoint_every`` steps;
-    ``resume`` continues from it, with any batch size or number of
-    processes; with the same ones, on the CPU, bit-identical to an
-    uninterrupted run. Metrics are read back
+    ``resume`` continues from it, with any batch size or number of processes
+    (with the same ones, on the CPU, bit-identical to an uninterrupted run). Metrics are read back
     from the device every ``log_every`` steps; ``desc`` labels the progress bar.
 
     Under ``torchrun`` each process takes its share of every batch and only

@@ -74,8 +74,8 @@ class Settings:
             check_positive_int(name, getattr(self, name))
         if self.train_size is not None:
             check_positive_int("train_size", self.train_size)
-        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not self.lr > 0:
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not self.lr >= 0:
+            raise ValueError(f"lr must be a non-negative number, got {self.lr!r}")
 
 
 def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:

@@ -10,7 +10,9 @@ by hand, and the book's loop, a call to the recipe's trainer. :func:`compare` do
    initial weights under seed ``r`` (the conventional loop builds its model with the recipe's
    builder after ``seed_everything(r)``, as the trainer does);
 3. it prints the table and returns its summary (:func:`report`), which ``benchmarks.results``
-   writes to the book's Results page.
+   writes to the book's Results page;
+4. it runs the book's loop once more under ``torch.profiler`` and adds where its time goes
+   (:func:`where_time_goes`).
 
 A run's timed region is the training and the quality figure the trained model reaches: the
 recipe loads the held-out data it scores (a few hundredths of a second) and evaluates after
@@ -66,6 +68,36 @@ class ImagesOnAccess(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         grey = torch.from_numpy(self.images[i]).float().div(255)  # (28, 28) in [0, 1]
         return self.transform(grey)
+
+
+# kinds of operator, by the names torch.profiler gives them (the part after "aten::")
+KINDS = {
+    "matrix multiplies and convolutions": ("mm", "addmm", "bmm", "conv", "_conv", "mkldnn_conv",
+                                           "mkldnn_rnn", "_slow_conv", "slow_conv", "cudnn",
+                                           "_cudnn", "lstm", "_thnn_fused_lstm"),
+    "the optimizer": ("_fused_adam", "optimizer."),
+    "random numbers": ("uniform_", "normal_", "bernoulli", "random_", "randperm", "multinomial"),
+}  # fmt: skip
+
+
+def where_time_goes(run: Callable[[], object]) -> dict[str, float]:
+    """Run ``run()`` once under ``torch.profiler``; return the share of its wall time that each
+    kind of operator in ``KINDS`` takes (self time: an operator's own, without the operators it
+    calls), the other operators (elementwise, copies, reductions), and what no operator takes
+    (Python, the loop, dispatch). On the CPU only: the profiler's overhead inflates the last."""
+    from torch.profiler import ProfilerActivity, profile
+
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        run()
+    wall = (time.perf_counter() - start) * 1e6  # microseconds, as the profiler counts
+    shares = dict.fromkeys([*KINDS, "other operators"], 0.0)
+    for event in profiler.key_averages():
+        op = event.key.split("::")[-1].lower()
+        kind = next((k for k, prefixes in KINDS.items() if op.startswith(prefixes)), None)
+        shares[kind or "other operators"] += event.self_cpu_time_total / wall
+    shares["outside operators (Python, the loop)"] = max(0.0, 1 - sum(shares.values()))
+    return shares
 
 
 def synchronize(device: torch.device) -> None:
@@ -130,7 +162,13 @@ def compare(benchmark: Benchmark, repeats: int, device: str | None = None) -> di
     }
     result = alternate(loops, benchmark.units(data) * settings.epochs, repeats, device)
     title = f"{benchmark.title}, {settings.epochs} epoch(s), {repeats} repeats, {device}"
-    return report(title, benchmark.unit, benchmark.quality, result)
+    summary = report(title, benchmark.unit, benchmark.quality, result)
+    if device.type == "cpu":
+        book = list(loops.values())[-1]
+        summary["time"] = where_time_goes(lambda: book(0))
+        shares = ", ".join(f"{kind} {share:.0%}" for kind, share in summary["time"].items())
+        print(f"where the book's loop spends its time: {shares}\n")
+    return summary
 
 
 def main(measure: Callable[..., dict], doc: str) -> None:

@@ -1,22 +1,23 @@
 """Char-LSTM training throughput: the conventional DataLoader loop against the book's recipe.
 
 Both train the model of the char-LSTM recipe (``RECIPES["char_lstm"]``: ``CharLSTM`` with
-embedding 32 and one LSTM layer of 256) on the training split of the Shakespeare corpus, in
-batches of 64 sequences of 100 characters, with Adam (lr 3e-3) and gradients clipped to norm 1,
-from the same initial weights; after every epoch both score the validation bits per character.
-Only the loop differs:
+embedding 32 and one LSTM layer of 256) on the training split of the Shakespeare corpus, with
+the recipe's quick settings (``batch_size`` sequences of ``seq_len`` characters a step, Adam's
+learning rate, gradients clipped to norm 1), from the same initial weights; after every epoch
+both score the validation bits per character. Only the loop differs:
 
 - *conventional*, as in the character-RNN tutorials most code copies: a ``Dataset`` of
-  100-character windows whose ``__getitem__`` encodes one window's characters to indices with a
-  dictionary, a shuffling ``DataLoader``, and every batch started from a zero LSTM state;
+  ``seq_len``-character windows whose ``__getitem__`` encodes one window's characters to
+  indices with a dictionary, a shuffling ``DataLoader``, and every batch started from a zero
+  LSTM state;
 - *book*: the recipe's trainer ``train_char_lstm`` (``genai_course.train.fit`` with
   ``lstm.tbptt_step`` over ``lstm.text_chunks``): the encoded text on the device, consecutive
   chunks whose LSTM state is carried from one to the next (truncated backpropagation through
   time), fused Adam.
 
-Both see every character once an epoch in 145 steps. Reported: training characters per second
-(median, min and max over ``--repeats`` alternating runs), the ratio, and the validation bits per
-character each run reaches.
+Both see every character once an epoch, in the same number of steps. Reported: training
+characters per second (median, min and max over ``--repeats`` alternating runs), the ratio, and
+the validation bits per character each run reaches.
 
     python -m benchmarks.lstm_throughput [--epochs 1] [--repeats 3]
 """

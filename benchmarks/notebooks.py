@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +42,28 @@ def reference_run(path: Path = REFERENCE_RUN) -> dict[str, str]:
     return variables
 
 
+def cell_seconds(nb) -> list[dict]:
+    """Each executed code cell's seconds, from the timestamps nbclient records in its metadata,
+    with the line that names it (the first that trains a recipe, else the first line of code),
+    slowest first: where a notebook's time goes."""
+    cells = []
+    for index, cell in enumerate(nb.cells):
+        timing = cell.metadata.get("execution", {}) if cell.cell_type == "code" else {}
+        if "iopub.execute_input" not in timing or "shell.execute_reply" not in timing:
+            continue
+        start, end = (datetime.fromisoformat(timing[key].replace("Z", "+00:00"))
+                      for key in ("iopub.execute_input", "shell.execute_reply"))  # fmt: skip
+        code = [line.strip() for line in cell.source.splitlines()
+                if line.strip()[:1] not in ("", "#")] or [""]  # fmt: skip
+        name = next((line for line in code if ".train(" in line), code[0])
+        cells.append({"cell": index, "code": name,
+                      "seconds": (end - start).total_seconds()})  # fmt: skip
+    return sorted(cells, key=lambda c: -c["seconds"])
+
+
 def execute_one(path: Path) -> None:
-    """In the child: run one notebook, print its seconds and its kernel's peak RSS as JSON."""
+    """In the child: run one notebook, print its seconds, its kernel's peak RSS and its three
+    slowest cells as JSON."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -53,7 +74,7 @@ def execute_one(path: Path) -> None:
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB (Linux), bytes (macOS)
     mib = peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-    print(json.dumps({"seconds": seconds, "peak_mib": mib}))
+    print(json.dumps({"seconds": seconds, "peak_mib": mib, "slowest": cell_seconds(nb)[:3]}))
 
 
 def measure(paths: list[Path], profile: str = "quick") -> list[dict]:
@@ -86,6 +107,8 @@ def measure(paths: list[Path], profile: str = "quick") -> list[dict]:
             result["peak_cuda_mib"] = max(cuda)
         results.append({**result, "rows": rows})
         print(f"{path.name:<36}{result['seconds']:>9.1f}{result['peak_mib']:>16.0f}", flush=True)
+        for cell in result["slowest"]:
+            print(f"    {cell['seconds']:6.1f} s  cell {cell['cell']}: {cell['code'][:60]}")
     total = sum(r["seconds"] for r in results)
     print(f"{'all notebooks':<36}{total:>9.1f}   (wall {time.perf_counter() - start:.0f} s)")
     return results

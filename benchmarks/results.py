@@ -94,19 +94,42 @@ def _throughput(summaries: list[dict]) -> list[str]:
         per_repeat = ", ".join(f"{r:.2f}" for r in ratio["per_repeat"])
         lines += ["", f"Book / conventional: **{ratio['median']:.2f}x** (median; per repeat "
                   f"{per_repeat}).", ""]  # fmt: skip
+        if "time" in summary:  # where the book's loop spends its time (torch.profiler, one run)
+            shares = ", ".join(f"{kind} {share:.0%}" for kind, share in summary["time"].items())
+            lines += [f"Where the book's loop spends its time (one run under torch.profiler): "
+                      f"{shares}.", ""]  # fmt: skip
     return lines
 
 
-def _notebooks(results: list[dict]) -> list[str]:
+def _notebooks(results: list[dict], previous: dict | None) -> list[str]:
+    """The table of notebook times: with the slowest cell of each, and the times of the run
+    this one replaced (the same machine and profile), if any."""
     cuda = any("peak_cuda_mib" in r for r in results)
-    lines = ["| notebook | seconds | peak RSS (MiB) |" + (" peak CUDA (MiB) |" if cuda else ""),
-             "|---|---:|---:|" + ("---:|" if cuda else "")]  # fmt: skip
+    before = previous["seconds"] if previous else {}
+    header = "| notebook | seconds |" + (f" before ({previous['date']}) |" if before else "")
+    header += " slowest cell | peak RSS (MiB) |" + (" peak CUDA (MiB) |" if cuda else "")
+    rule = "|---|---:|" + ("---:|" if before else "") + "---|---:|" + ("---:|" if cuda else "")
+    lines = [header, rule]
     for r in results:
-        extra = f" {r.get('peak_cuda_mib', 0):,.0f} |" if cuda else ""
-        lines.append(f"| {r['notebook']} | {r['seconds']:,.1f} | {r['peak_mib']:,.0f} |{extra}")
+        cells = [r["notebook"], f"{r['seconds']:,.1f}"]
+        if before:
+            cells.append(f"{before[r['notebook']]:,.1f}" if r["notebook"] in before else "")
+        slowest = r.get("slowest")  # absent from runs made before it was recorded
+        if slowest:
+            code = slowest[0]["code"][:48].replace("|", "\\|").replace("`", "'")
+            cells.append(f"{slowest[0]['seconds']:,.1f} s: `{code}`")
+        else:
+            cells.append("")
+        cells.append(f"{r['peak_mib']:,.0f}")
+        if cuda:
+            cells.append(f"{r.get('peak_cuda_mib', 0):,.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
     total, peak = sum(r["seconds"] for r in results), max(r["peak_mib"] for r in results)
-    lines.append(f"| **all notebooks** | **{total:,.1f}** | {peak:,.0f} (largest) |"
-                 + (" |" if cuda else ""))  # fmt: skip
+    cells = ["**all notebooks**", f"**{total:,.1f}**"]
+    if before:
+        cells.append(f"**{sum(before.get(r['notebook'], 0) for r in results):,.1f}**")
+    cells += ["", f"{peak:,.0f} (largest)"] + ([""] if cuda else [])
+    lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -128,7 +151,8 @@ def render(runs: list[dict]) -> str:
             lines += ["### The training loop against the conventional one", ""]
             lines += _throughput(run["throughput"])
         if run["notebooks"]:
-            lines += ["### Executing the notebooks", ""] + _notebooks(run["notebooks"])
+            lines += ["### Executing the notebooks", ""]
+            lines += _notebooks(run["notebooks"], run.get("previous"))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -156,7 +180,11 @@ def main() -> None:
             "throughput": throughput,
             "notebooks": notebooks.measure(paths, args.profile),
         }
-        runs = [r for r in runs if (r["machine"], r["profile"]) != (run["machine"], run["profile"])]
+        same = [r for r in runs if (r["machine"], r["profile"]) == (run["machine"], run["profile"])]
+        if same and same[0]["notebooks"]:  # the run this one replaces: its times, for comparison
+            seconds = {nb["notebook"]: nb["seconds"] for nb in same[0]["notebooks"]}
+            run["previous"] = {"date": same[0]["date"], "seconds": seconds}
+        runs = [r for r in runs if r not in same]
         runs = sorted([*runs, run], key=lambda r: (r["profile"] != "full", r["machine"]))
         DATA.write_text(json.dumps({"runs": runs}, indent=1, ensure_ascii=False) + "\n")
     PAGE.write_text(render(runs))

@@ -109,6 +109,14 @@ class NGramModel:
             self._totals[context] = self._totals.get(context, 0) + n
         return self
 
+    def with_smoothing(self, smoothing: float) -> NGramModel:
+        """This fitted model's counts with another ``smoothing``: comparing several
+        values of it does not count the text again (the counts do not depend on it)."""
+        vocab = self._fitted()
+        model = NGramModel(self.order, smoothing)
+        model.vocab, model._counts, model._totals = vocab, self._counts, self._totals
+        return model
+
     def _fitted(self) -> CharVocab:
         if self.vocab is None:
             raise RuntimeError("the model has not been fitted: call fit(text) first")

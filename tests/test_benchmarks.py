@@ -57,6 +57,43 @@ def test_a_malformed_line_of_the_reference_run_is_named(tmp_path):
         notebooks.reference_run(path)
 
 
+def test_cell_seconds_are_read_from_the_timestamps_slowest_first():
+    import nbformat
+
+    def cell(source, start, end):
+        code = nbformat.v4.new_code_cell(source)
+        code.metadata["execution"] = {
+            "iopub.execute_input": f"2026-12-01T10:00:{start:06.3f}Z",
+            "shell.execute_reply": f"2026-12-01T10:00:{end:06.3f}Z",
+        }
+        return code
+
+    nb = nbformat.v4.new_notebook(cells=[
+        cell("import torch", 0, 2.5),
+        nbformat.v4.new_markdown_cell("text"),
+        cell("# a comment\ndata = load()\ntrained = RECIPES['vae'].train(s)", 3, 13.25),
+        nbformat.v4.new_code_cell("never run"),  # no timestamps: left out
+    ])  # fmt: skip
+    assert notebooks.cell_seconds(nb) == [
+        {"cell": 2, "code": "trained = RECIPES['vae'].train(s)", "seconds": 10.25},
+        {"cell": 0, "code": "import torch", "seconds": 2.5},
+    ]
+
+
+def test_the_notebook_table_shows_the_slowest_cell_and_the_run_it_replaced():
+    run = [
+        {"notebook": "a.ipynb", "seconds": 40.0, "peak_mib": 900.0,
+         "slowest": [{"cell": 3, "code": "x = f(a | b)", "seconds": 30.0}]},
+        {"notebook": "new.ipynb", "seconds": 5.0, "peak_mib": 100.0, "slowest": []},
+    ]  # fmt: skip
+    lines = results._notebooks(run, {"date": "2026-11-30", "seconds": {"a.ipynb": 90.0}})
+    assert lines[0].startswith("| notebook | seconds | before (2026-11-30) | slowest cell |")
+    assert lines[2] == "| a.ipynb | 40.0 | 90.0 | 30.0 s: `x = f(a \\| b)` | 900 |"
+    assert lines[3] == "| new.ipynb | 5.0 |  |  | 100 |"  # new: no time before
+    assert lines[4].startswith("| **all notebooks** | **45.0** | **90.0** |")
+    assert "before" not in results._notebooks(run, None)[0]
+
+
 def fake_loops(monkeypatch, seconds: dict[str, float], seeds: list) -> dict:
     """Loops that take ``seconds`` each on a fake clock and return their seconds as quality."""
     clock = [0.0]
@@ -110,6 +147,29 @@ def test_compare_loads_once_untimed_and_names_the_recipe(monkeypatch):
     assert list(summary["loops"]) == ["conventional DataLoader", "book (train_vae)"]
     assert summary["loops"]["book (train_vae)"]["median"] == 40.0  # 10 units x 2 epochs / 0.5 s
     assert summary["title"] == "VAE, 2 epoch(s), 2 repeats, cpu"
+    assert seeds[-1] == ("book", 0)  # the book's loop once more, under the profiler
+    assert abs(sum(summary["time"].values()) - 1) < 1e-9
+
+
+def test_where_time_goes_names_the_kinds_of_operator():
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+
+    def run():
+        for _ in range(20):
+            (a @ b).relu().sum()
+            torch.rand(256, 256)
+
+    shares = harness.where_time_goes(run)
+    outside = "outside operators (Python, the loop)"
+    assert list(shares) == [*harness.KINDS, "other operators", outside]
+    assert all(share >= 0 for share in shares.values()) and sum(shares.values()) <= 1 + 1e-9
+    assert shares["matrix multiplies and convolutions"] > 0 and shares["random numbers"] > 0
+    assert shares["other operators"] > 0 and shares["the optimizer"] == 0
+    loop = {"median": 1.0, "min": 1.0, "max": 1.0, "quality": 0.5}
+    summary = {"title": "t", "unit": "examples", "quality": "q", "loops": {"book": loop},
+               "ratio": {"median": 1.0, "per_repeat": [1.0]}, "time": shares}  # fmt: skip
+    page = results._throughput([summary])
+    assert any(line.startswith("Where the book's loop spends its time") for line in page)
 
 
 def test_the_command_line_has_a_flag_per_keyword(monkeypatch):

@@ -88,6 +88,17 @@ def test_log_prob_and_bits_per_char_agree_with_probs():
     assert wide.bits_per_char("the xat") > wide.bits_per_char("the cat")
 
 
+@given(texts, st.integers(0, 3), st.floats(0.01, 5))
+def test_with_smoothing_is_fitting_again_with_that_smoothing(text, order, alpha):
+    if len(text) <= order:
+        return
+    counted = NGramModel(order, smoothing=1.0).fit(text)
+    refitted = NGramModel(order, smoothing=alpha).fit(text)
+    resmoothed = counted.with_smoothing(alpha)
+    assert resmoothed.smoothing == alpha and counted.smoothing == 1.0  # a new model
+    torch.testing.assert_close(resmoothed.log_prob(text), refitted.log_prob(text), rtol=0, atol=0)
+
+
 def test_a_uniform_model_costs_log2_v_bits():
     text = "abcdefgh" * 10
     model = NGramModel(3, smoothing=1.0).fit(text[:4], vocab=CharVocab(text))  # nearly no data
@@ -163,3 +174,7 @@ def test_model_arguments_are_checked():
         NGramModel(2, smoothing=0)
     with pytest.raises(RuntimeError, match="call fit"):
         NGramModel(1).probs("a")
+    with pytest.raises(RuntimeError, match="call fit"):
+        NGramModel(1).with_smoothing(0.1)
+    with pytest.raises(ValueError, match="smoothing must be > 0"):
+        NGramModel(1).fit("abab").with_smoothing(-1.0)

@@ -11,13 +11,23 @@ import torch
 from genai_course.config import seed_everything
 from genai_course.metrics import FashionClassifier, load_classifier
 from genai_course.train import __main__ as cli
-from genai_course.train.recipes import RECIPES, Settings, build_gan, train_gan
+from genai_course.train.recipes import (
+    RECIPES,
+    Settings,
+    _place,
+    build_gan,
+    build_vae,
+    saved_run,
+    train_gan,
+)
 
 PACKAGE = Path(__file__).resolve().parent.parent / "genai_course"
+_LSTM = RECIPES["char_lstm"].quick
 # a few steps of each recipe: its quick settings on a small slice of its data
 SMALL = {"train_size": 256, "epochs": 1}
 SMALLER = {  # where 256 examples are too few steps to show the loss falling
-    "char_lstm": {"train_size": 64 * 101 * 3, "epochs": 1},  # three chunks of 64 streams
+    "char_lstm": {  # three chunks: streams of 3 seq_len + 1 characters
+        "train_size": _LSTM.batch_size * (3 * _LSTM.seq_len + 1), "epochs": 1},
     "classifier": {"train_size": 1024, "epochs": 1},  # eight steps
 }
 # what each recipe's evaluation reports after every epoch
@@ -134,6 +144,56 @@ def test_a_resumed_recipe_is_bit_identical(tmp_path):
     for a, b in zip(reference.state_dict().values(), resumed.model.state_dict().values(),
                     strict=True):  # fmt: skip
         assert torch.equal(a, b)
+
+
+def test_a_saved_run_is_named_by_its_recipe_settings_and_seed(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    quick, full = RECIPES["dcgan"].settings("quick"), RECIPES["dcgan"].settings("full")
+    path = saved_run("dcgan", quick)
+    assert path.parent == tmp_path / "genai_course" / "runs" and path.name.startswith("dcgan-")
+    assert path == saved_run("dcgan", replace(quick))  # equal settings, the same run
+    others = {saved_run("dcgan", full), saved_run("dcgan", quick, seed=1),
+              saved_run("mlp_gan", quick), saved_run("dcgan", replace(quick, lr=1e-3))}  # fmt: skip
+    assert path not in others and len(others) == 4
+    with pytest.raises(ValueError, match="name must be one of"):
+        saved_run("dcgna", quick)
+
+
+def test_a_saved_run_is_loaded_not_trained_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    settings = replace(RECIPES["vae"].settings("quick"), **SMALL, eval_size=64)
+    first = RECIPES["vae"].train(settings, checkpoint=saved_run("vae", settings))
+    torch.manual_seed(7)  # whatever the state: the finished run is loaded as it was
+    again = RECIPES["vae"].train(settings, checkpoint=saved_run("vae", settings), resume=True)
+    assert again.history.steps == first.history.steps  # no step was taken again
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values(),
+                    strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+
+
+def test_the_vae_recipes_default_loss_is_the_negative_elbo():
+    from genai_course.vae import negative_elbo
+
+    settings = replace(RECIPES["vae"].settings("quick"), **SMALL, eval_size=64)
+    default = RECIPES["vae"].train(settings).history
+    explicit = RECIPES["vae"].train(settings, loss=negative_elbo).history  # checked every step
+    assert default.steps == explicit.steps and default.epochs == explicit.epochs
+
+
+def test_convolutional_models_are_placed_channels_last_with_the_same_function():
+    cpu = torch.device("cpu")
+    conv, mlp = (build_vae(RECIPES[name].settings("quick")) for name in ("conv_vae", "vae"))
+    reference = {key: value.clone() for key, value in conv.state_dict().items()}
+    placed = _place(conv, cpu)
+    weight = placed.encoder[2].weight  # (2w, w, 4, 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert all(p.is_contiguous() for p in _place(mlp, cpu).parameters())  # no convolution
+    x = (torch.rand(8, 28, 28, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    contiguous = build_vae(RECIPES["conv_vae"].settings("quick"))
+    contiguous.load_state_dict(reference)
+    z = torch.randn(8, 20, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(placed.encode(x), contiguous.encode(x))
+    torch.testing.assert_close(placed.decode(z), contiguous.decode(z))
 
 
 def test_help_lists_every_recipe(capsys):

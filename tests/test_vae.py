@@ -205,6 +205,19 @@ def test_targets_outside_zero_one_are_refused():
         iwae_log_likelihood(model, x, 5)
 
 
+def test_the_value_check_can_be_skipped_only_by_name_and_changes_nothing_else():
+    model = VAE()
+    x = (torch.rand(4, 784, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    logits, mu, logvar = model(x)
+    checked, unchecked = elbo(x, logits, mu, logvar), elbo(x, logits, mu, logvar,
+                                                            check_values=False)  # fmt: skip
+    for a, b in zip(checked, unchecked, strict=True):
+        assert torch.equal(a, b)
+    elbo(2 * x - 1, logits, mu, logvar, check_values=False)  # skipped: the caller vouches
+    with pytest.raises(TypeError, match="floating-point"):  # the type is still checked
+        elbo(x.long(), logits, mu, logvar, check_values=False)
+
+
 def test_three_channel_images_are_refused():
     with pytest.raises(ValueError, match="2352 per example.*Three-channel"):
         VAE()(torch.rand(2, 3, 28, 28))

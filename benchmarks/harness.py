@@ -106,12 +106,16 @@ def synchronize(device: torch.device) -> None:
 
 
 def alternate(
-    loops: dict[str, Callable[[int], float]], units: int, repeats: int, device: torch.device
-) -> dict:
+    loops: dict[str, Callable[[int], float]], units: int, repeats: int, device: torch.device,
+    between: Callable[[], float] | None = None,
+) -> dict:  # fmt: skip
     """Run every loop once per repeat, in turn; ``units`` is what one run processes (examples,
     characters). Returns, per loop, the rates (units/s) and quality figures of every repeat,
-    and the ratio of the last loop's rate to the first's, per repeat."""
+    the ratio of the last loop's rate to the first's, per repeat, and, if given, what
+    ``between()`` measured after each repeat (untimed: a reference rate of the machine at the
+    time, against which the loops' rates can be set repeat by repeat)."""
     runs = {name: {"rates": [], "quality": []} for name in loops}
+    measured = []
     for repeat in range(repeats):
         for name, train in loops.items():
             synchronize(device)
@@ -120,8 +124,11 @@ def alternate(
             synchronize(device)
             runs[name]["rates"].append(units / (time.perf_counter() - start))
             runs[name]["quality"].append(quality)
+        if between is not None:
+            measured.append(between())
     first, last = (runs[name]["rates"] for name in (next(iter(loops)), list(loops)[-1]))
-    return {"loops": runs, "ratios": [b / a for a, b in zip(first, last, strict=True)]}
+    ratios = [b / a for a, b in zip(first, last, strict=True)]
+    return {"loops": runs, "ratios": ratios, "between": measured}
 
 
 def report(title: str, unit: str, quality: str, result: dict) -> dict:
@@ -136,7 +143,8 @@ def report(title: str, unit: str, quality: str, result: dict) -> dict:
         figure = statistics.median(run["quality"])
         print(f"{name:<26}{median:>16,.0f} ({spread:>15}){figure:>20.3f}")
         summary["loops"][name] = {
-            "median": median, "min": min(rates), "max": max(rates), "quality": figure
+            "median": median, "min": min(rates), "max": max(rates), "quality": figure,
+            "rates": rates,
         }  # fmt: skip
     ratios = result["ratios"]
     summary["ratio"] = {"median": statistics.median(ratios), "per_repeat": ratios}
@@ -147,9 +155,13 @@ def report(title: str, unit: str, quality: str, result: dict) -> dict:
     return summary
 
 
-def compare(benchmark: Benchmark, repeats: int, device: str | None = None) -> dict:
-    """Load the data, run the conventional loop and the book's in turn ``repeats`` times,
-    print the table and return its summary."""
+def compare(
+    benchmark: Benchmark, repeats: int, device: str | None = None,
+    between: Callable[[], float] | None = None,
+) -> dict:  # fmt: skip
+    """Load the data, run the conventional loop and the book's in turn ``repeats`` times
+    (``between()`` after each repeat, see :func:`alternate`), print the table and return its
+    summary, with what ``between`` measured."""
     device, settings = get_device(device), benchmark.settings
     data = benchmark.load(settings, device)  # before anything is timed
 
@@ -160,9 +172,10 @@ def compare(benchmark: Benchmark, repeats: int, device: str | None = None) -> di
         "conventional DataLoader": on_the_data(benchmark.conventional),
         f"book ({benchmark.recipe.train.__name__})": on_the_data(benchmark.book),
     }
-    result = alternate(loops, benchmark.units(data) * settings.epochs, repeats, device)
+    result = alternate(loops, benchmark.units(data) * settings.epochs, repeats, device, between)
     title = f"{benchmark.title}, {settings.epochs} epoch(s), {repeats} repeats, {device}"
     summary = report(title, benchmark.unit, benchmark.quality, result)
+    summary["between"] = result["between"]
     if device.type == "cpu":
         book = list(loops.values())[-1]
         summary["time"] = where_time_goes(lambda: book(0))

@@ -111,7 +111,26 @@ def measure(paths: list[Path], profile: str = "quick") -> list[dict]:
             print(f"    {cell['seconds']:6.1f} s  cell {cell['cell']}: {cell['code'][:60]}")
     total = sum(r["seconds"] for r in results)
     print(f"{'all notebooks':<36}{total:>9.1f}   (wall {time.perf_counter() - start:.0f} s)")
+    if profile == "quick":
+        print(over_budget(results) or "within the quick profile's budget")
     return results
+
+
+# the quick profile's promise under the reference run: seconds a chapter, and for the whole book
+BUDGET = {"chapter": 90, "book": 480}
+
+
+def over_budget(results: list[dict]) -> str:
+    """What exceeds the quick profile's budget (``BUDGET``), in words; empty if nothing."""
+    over = [f"{r['notebook']} took {r['seconds']:.0f} s" for r in results
+            if r["seconds"] > BUDGET["chapter"]]  # fmt: skip
+    total = sum(r["seconds"] for r in results)
+    if total > BUDGET["book"]:
+        over.append(f"the whole book took {total:.0f} s")
+    if not over:
+        return ""
+    return (f"over the budget of {BUDGET['chapter']} s a chapter and {BUDGET['book']} s "
+            f"for the book: {'; '.join(over)}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -50,6 +50,13 @@ prec. and recall the precision and recall of samples, all three on the features 
 classifier (chapter 8); modes counts the modes of the 2-D mixture that receive good samples;
 valid bpc and test bpc are bits per character on the held-out text (chapter 7); train s is the
 seconds spent in `fit`, evaluations included. Lower is better except for prec., recall and modes.
+
+Under the training loops, *where the time goes* splits one run of the book's loop, profiled with
+`torch.profiler`, into the time of its operators by kind and the time outside any operator
+(Python and the loop; the profiler's own overhead inflates it). The notebook table gives each
+notebook's slowest cell and, where `make bench` replaced an earlier run of the same machine and
+profile, that run's times ("before"). The budget of the `quick` profile under the reference
+settings: at most 90 seconds a chapter, 8 minutes for the whole book.
 """
 
 

@@ -80,6 +80,15 @@ def test_cell_seconds_are_read_from_the_timestamps_slowest_first():
     ]
 
 
+def test_the_budget_names_what_exceeds_it():
+    fine = [{"notebook": "a.ipynb", "seconds": 90.0}, {"notebook": "b.ipynb", "seconds": 60.0}]
+    assert notebooks.over_budget(fine) == ""
+    slow = [{"notebook": "a.ipynb", "seconds": 95.0}] + [{"notebook": "b.ipynb", "seconds": 89}] * 5
+    message = notebooks.over_budget(slow)
+    assert "a.ipynb took 95 s" in message and "the whole book took 540 s" in message
+    assert "b.ipynb" not in message
+
+
 def test_the_notebook_table_shows_the_slowest_cell_and_the_run_it_replaced():
     run = [
         {"notebook": "a.ipynb", "seconds": 40.0, "peak_mib": 900.0,
@@ -113,13 +122,16 @@ def fake_loops(monkeypatch, seconds: dict[str, float], seeds: list) -> dict:
 def test_alternate_runs_the_loops_in_turn_and_reports_their_rates(monkeypatch, capsys):
     seeds = []
     loops = fake_loops(monkeypatch, {"slow": 2.0, "fast": 0.5}, seeds)
-    result = harness.alternate(loops, units=100, repeats=3, device=torch.device("cpu"))
+    between = iter([10.0, 20.0, 30.0])  # a reference rate, measured after each repeat
+    result = harness.alternate(loops, units=100, repeats=3, device=torch.device("cpu"),
+                               between=lambda: next(between))  # fmt: skip
     assert seeds == [("slow", 0), ("fast", 0), ("slow", 1), ("fast", 1), ("slow", 2), ("fast", 2)]
+    assert result["between"] == [10.0, 20.0, 30.0]
     assert result["loops"]["slow"] == {"rates": [50.0] * 3, "quality": [2.0] * 3}
     assert result["ratios"] == [4.0] * 3  # the last loop's rate over the first's
     summary = harness.report("title", "examples", "seconds", result)
     assert summary["loops"]["fast"] == {"median": 200.0, "min": 200.0, "max": 200.0,
-                                        "quality": 0.5}  # fmt: skip
+                                        "quality": 0.5, "rates": [200.0] * 3}  # fmt: skip
     assert summary["ratio"] == {"median": 4.0, "per_repeat": [4.0] * 3}
     assert "ratio (last / first): median 4.00" in capsys.readouterr().out
     summary["loops"]["fast"]["share of matmul rate"] = 0.25

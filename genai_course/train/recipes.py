@@ -26,14 +26,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genai_course import __version__, distributed
+from genai_course import distributed
 from genai_course.config import check_positive_int, get_profile, seed_everything
 from genai_course.data import (
     binarize,
@@ -196,16 +196,25 @@ def _place(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
+@cache
+def _code_digest() -> str:
+    """A digest of the package's source: a saved run is not reused by changed code."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parents[1].rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def saved_run(name: str, settings: Settings, seed: int = 0) -> Path:
     """Where a recipe's finished run is kept for other chapters: a checkpoint in the user
     cache, named by the recipe, a digest of its settings and seed, and the versions of the
-    package and of PyTorch. A chapter that trains the model passes ``checkpoint=`` this
+    package (its source) and of PyTorch. A chapter that trains the model passes ``checkpoint=`` this
     path; a later chapter that needs the same model passes it with ``resume=True``, which
     loads the finished run (on the CPU, bit for bit the model the first chapter trained)
     or, where no chapter has trained it yet, trains it."""
     if name not in RECIPES:
         raise ValueError(f"name must be one of {', '.join(RECIPES)}, got {name!r}")
-    key = repr((name, settings, seed, __version__, torch.__version__)).encode()
+    key = repr((name, settings, seed, _code_digest(), torch.__version__)).encode()
     return cache_dir() / "runs" / f"{name}-{hashlib.sha256(key).hexdigest()[:16]}.pt"
 
 

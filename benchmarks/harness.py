@@ -5,10 +5,11 @@ both loops train with, how to load their data, the conventional ``DataLoader`` l
 by hand, and the book's loop, a call to the recipe's trainer. :func:`compare` does the rest:
 
 1. it loads the data once, before anything is timed (the recipe takes it as ``data=``);
-2. it runs the two loops in turn, ``repeats`` times, in this process, so that a slow spell of
-   the machine hits both (:func:`alternate`); repeat ``r`` trains both from the recipe's
-   initial weights under seed ``r`` (the conventional loop builds its model with the recipe's
-   builder after ``seed_everything(r)``, as the trainer does);
+2. it runs each loop once untimed (a warm-up: the code paged in, the kernels chosen, the
+   allocator's pools filled), then the two in turn, ``repeats`` times, in this process, so
+   that a slow spell of the machine hits both (:func:`alternate`); repeat ``r`` trains both
+   from the recipe's initial weights under seed ``r`` (the conventional loop builds its model
+   with the recipe's builder after ``seed_everything(r)``, as the trainer does);
 3. it prints the table and returns its summary (:func:`report`), which ``benchmarks.results``
    writes to the book's Results page;
 4. it runs the book's loop once more under ``torch.profiler`` and adds where its time goes
@@ -172,6 +173,8 @@ def compare(
         "conventional DataLoader": on_the_data(benchmark.conventional),
         f"book ({benchmark.recipe.train.__name__})": on_the_data(benchmark.book),
     }
+    for train in loops.values():  # the warm-up, untimed
+        train(0)
     result = alternate(loops, benchmark.units(data) * settings.epochs, repeats, device, between)
     title = f"{benchmark.title}, {settings.epochs} epoch(s), {repeats} repeats, {device}"
     summary = report(title, benchmark.unit, benchmark.quality, result)

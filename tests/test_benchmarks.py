@@ -159,6 +159,7 @@ def test_compare_loads_once_untimed_and_names_the_recipe(monkeypatch):
     assert list(summary["loops"]) == ["conventional DataLoader", "book (train_vae)"]
     assert summary["loops"]["book (train_vae)"]["median"] == 40.0  # 10 units x 2 epochs / 0.5 s
     assert summary["title"] == "VAE, 2 epoch(s), 2 repeats, cpu"
+    assert seeds[:2] == [("conventional", 0), ("book", 0)]  # the warm-up, untimed
     assert seeds[-1] == ("book", 0)  # the book's loop once more, under the profiler
     assert abs(sum(summary["time"].values()) - 1) < 1e-9
 

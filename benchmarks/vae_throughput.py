@@ -18,8 +18,8 @@ binarisation of the 10,000 test images. Only the loop differs:
 The two run in this process, alternating (``benchmarks.harness``), ``--repeats`` times.
 Reported: examples per second (median, min and max over the repeats), the ratio, the test
 negative ELBO each run reaches (so that speed is not bought with worse results), and the share
-of this machine's fp32 matrix-multiply rate that the model's arithmetic reaches, each repeat
-against the rate measured right after it.
+of this machine's fp32 matrix-multiply rate that the run's arithmetic (the training steps and
+the evaluations after every epoch) reaches, each repeat against the rate measured right after it.
 
     python -m benchmarks.vae_throughput [--epochs 1] [--repeats 5] [--device cpu]
 """
@@ -45,7 +45,8 @@ from genai_course.vae import elbo
 RECIPE = RECIPES["vae"]
 # multiply-adds of one forward pass: 784-400, 400-20 twice (mu, logvar), 20-400, 400-784
 MACS = 784 * 400 + 2 * 400 * 20 + 20 * 400 + 400 * 784
-FLOPS_PER_EXAMPLE = 3 * 2 * MACS  # forward, and backward at about twice the forward
+TRAIN_FLOPS = 3 * 2 * MACS  # a training example: forward, and backward at about twice the forward
+TEST_FLOPS = 2 * MACS  # a test image scored after an epoch: forward only
 
 
 def load(settings: VAESettings, device: torch.device) -> torch.Tensor:
@@ -111,8 +112,13 @@ def measure(epochs: int = 1, repeats: int = 5, device: str | None = None) -> dic
     ), repeats, device, between=lambda: matmul_rate(on))  # fmt: skip
     peaks = summary["between"]
     summary["matmul GFLOP/s"] = statistics.median(peaks) / 1e9
+    # the timed run's arithmetic, per training example: its step, and its share of the
+    # evaluation of every test image after each epoch
+    n_train = len(load(settings, on))
+    n_test = len(load_fashion_mnist("test").images[: settings.eval_size])
+    flops = TRAIN_FLOPS + TEST_FLOPS * n_test / n_train
     for name, row in summary["loops"].items():
-        shares = [rate * FLOPS_PER_EXAMPLE / rate_peak
+        shares = [rate * flops / rate_peak
                   for rate, rate_peak in zip(row["rates"], peaks, strict=True)]  # fmt: skip
         row["share of matmul rate"] = statistics.median(shares)
         print(f"{name}: {row['share of matmul rate']:.1%} of the measured fp32 matmul rate "

@@ -440,7 +440,9 @@ _RING = GANSettings(train_size=20_000, epochs=10, batch_size=32, lr=1e-3, archit
 _MLP_GAN = GANSettings(train_size=20_000, epochs=2, batch_size=64, lr=1e-3, architecture="mlp",
                        latent_dim=64, generator_width=512, discriminator_width=512,
                        discriminator_layers=2, num_fixed=64)  # fmt: skip
-_DCGAN = GANSettings(train_size=20_000, epochs=2, batch_size=64, lr=2e-4, architecture="dcgan",
+# quick: 2 passes over 10,000 images in batches of 32 at twice DCGAN's learning rate: a better
+# Fréchet distance than 2 passes over 20,000 in batches of 64 at 2e-4, in less time
+_DCGAN = GANSettings(train_size=10_000, epochs=2, batch_size=32, lr=4e-4, architecture="dcgan",
                      latent_dim=64, generator_width=32, discriminator_width=32,
                      discriminator_layers=0, num_fixed=64)  # fmt: skip
 _VAE = VAESettings(train_size=20_000, epochs=10, batch_size=128, lr=1e-3, architecture="mlp",
@@ -472,7 +474,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "dcgan": _recipe(
         "DCGAN (width 32, 64 latent dimensions) on Fashion-MNIST (the GAN chapter)", _DCGAN,
-        train_gan, **_FULL,
+        train_gan, **_FULL, batch_size=64, lr=2e-4,
     ),
     "vae": _recipe(
         "MLP VAE (784-400-20) on dynamically binarised Fashion-MNIST (the VAE chapter)", _VAE,

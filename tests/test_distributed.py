@@ -13,6 +13,7 @@ from genai_course import distributed
 from genai_course.train import fit
 from genai_course.train.loop import epoch_order
 from genai_course.train.parallel import shard
+from genai_course.train.recipes import RECIPES
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 sys.path.insert(0, str(WORKER.parent))
@@ -159,12 +160,10 @@ def test_the_script_trains_on_two_processes(tmp_path, closed_port, model_name):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(summary.read_text())
-    chapter_batch = {"vae": 128, "dcgan": 64, "classifier": 128}[model_name]
+    chapter = RECIPES[model_name].settings("quick")  # what each process trains with
     assert result["processes"] == 2 and result["backend"] == "gloo"
-    assert result["combined batch"] == 2 * chapter_batch
-    assert result["lr"] == pytest.approx(
-        {"vae": 1e-3, "dcgan": 2e-4, "classifier": 1e-3}[model_name] * 2**0.5
-    )
+    assert result["combined batch"] == 2 * chapter.batch_size
+    assert result["lr"] == pytest.approx(chapter.lr * 2**0.5)
     assert result["examples/s"] > 0 and result["training examples"] == 256
     assert done.stdout.count(f"{model_name}: 2 process(es)") == 1  # rank 0 alone prints
     assert [p.name for p in (tmp_path / "ck").iterdir()] == ["model.pt"]

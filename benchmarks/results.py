@@ -123,7 +123,9 @@ def _notebooks(results: list[dict], previous: dict | None) -> list[str]:
             cells.append(f"{before[r['notebook']]:,.1f}" if r["notebook"] in before else "")
         slowest = r.get("slowest")  # absent from runs made before it was recorded
         if slowest:
-            code = slowest[0]["code"][:48].replace("|", "\\|").replace("`", "'")
+            code = slowest[0]["code"]  # shortened, so that the table fits the page
+            code = (code[:28] + "…" if len(code) > 29 else code).replace("|", "\\|")
+            code = code.replace("`", "'")
             cells.append(f"{slowest[0]['seconds']:,.1f} s: `{code}`")
         else:
             cells.append("")

@@ -56,7 +56,7 @@ bench: $(STAMP)
 student: $(STAMP)
 	$(BIN)/python -m genai_course.coursework student notebooks student
 
-## grade: run a notebook in a fresh kernel and print its score table, e.g. make grade NB=student/06_vae.ipynb;
+## grade: run a notebook in a fresh kernel and print its score table, e.g. make grade NB=student/vae.ipynb;
 ## the grading cells of the book's notebook of the same name replace the submitted ones
 grade: $(STAMP)
 	@test -n "$(NB)" || { echo "usage: make grade NB=path/to/notebook.ipynb"; exit 2; }

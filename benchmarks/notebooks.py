@@ -8,7 +8,7 @@ GPU would (the best device, no thread limit). The rows the chapters pass to
 ``genai_course.results.record`` are collected (through ``GENAI_COURSE_RESULTS``). Nothing is
 written back to the notebooks.
 
-    python -m benchmarks.notebooks [--profile quick|full] [notebooks/05_gan.ipynb ...]
+    python -m benchmarks.notebooks [--profile quick|full] [notebooks/gan.ipynb ...]
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_RUN = ROOT / "reference-run.env"  # the reference run's environment; make reads it too
@@ -59,6 +61,13 @@ def cell_seconds(nb) -> list[dict]:
         cells.append({"cell": index, "code": name,
                       "seconds": (end - start).total_seconds()})  # fmt: skip
     return sorted(cells, key=lambda c: -c["seconds"])
+
+
+def in_book_order() -> list[Path]:
+    """The chapters' notebooks in the order of the table of contents (``_toc.yml``)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [entry["file"] for part in toc["parts"] for entry in part["chapters"]]
+    return [ROOT / f"{file}.ipynb" for file in files if file.startswith("notebooks/")]
 
 
 def execute_one(path: Path) -> None:
@@ -141,4 +150,4 @@ if __name__ == "__main__":
     parser.add_argument("--profile", choices=("quick", "full"), default="quick")
     parser.add_argument("paths", nargs="*", type=Path)
     args = parser.parse_args()
-    measure(args.paths or sorted((ROOT / "notebooks").glob("*.ipynb")), args.profile)
+    measure(args.paths or in_book_order(), args.profile)

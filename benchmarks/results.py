@@ -45,11 +45,13 @@ section below is one profile on one machine, with the date and the PyTorch it ra
 
 The columns: −ELBO and NLL are nats per test image (binarised), NLL being the
 importance-weighted estimate of the negative log-likelihood with the number of samples k the
-row names (chapter 6), and bits/dim that NLL in bits per pixel; FD is the Fréchet distance,
-prec. and recall the precision and recall of samples, all three on the features of the book's
-classifier (chapter 8); modes counts the modes of the 2-D mixture that receive good samples;
-valid bpc and test bpc are bits per character on the held-out text (chapter 7); train s is the
-seconds spent in `fit`, evaluations included. Lower is better except for prec., recall and modes.
+row names (the {doc}`VAE chapter <../notebooks/vae>`), and bits/dim that NLL in bits per
+pixel; FD is the Fréchet distance, prec. and recall the precision and recall of samples, all
+three on the features of the book's classifier
+(the {doc}`evaluation chapter <../notebooks/evaluation>`); modes counts the modes of the
+2-D mixture that receive good samples; valid bpc and test bpc are bits per character on the
+held-out text (the {doc}`sequences chapter <../notebooks/sequences>`); train s is the seconds
+spent in `fit`, evaluations included. Lower is better except for prec., recall and modes.
 
 Under the training loops, *where the time goes* splits one run of the book's loop, profiled with
 `torch.profiler`, into the time of its operators by kind and the time outside any operator
@@ -180,7 +182,7 @@ def main() -> None:
             dcgan_throughput.measure(device=args.device),
             lstm_throughput.measure(device=args.device),
         ]  # fmt: skip
-        paths = sorted((ROOT / "notebooks").glob("*.ipynb"))
+        paths = notebooks.in_book_order()
         run = {
             "machine": machine(device),
             "profile": args.profile,

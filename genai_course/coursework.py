@@ -18,7 +18,7 @@ directory and gradebook:
   autograder does), so a submission cannot pass by editing them.
 
     python -m genai_course.coursework student [notebooks] [student]
-    python -m genai_course.coursework nbgrader-source notebooks/06_vae.ipynb source/ps6/06_vae.ipynb
+    python -m genai_course.coursework nbgrader-source notebooks/vae.ipynb source/ps6/vae.ipynb
     python -m genai_course.coursework grade path/to/notebook.ipynb [notebooks/instructor.ipynb]
 """
 
@@ -132,7 +132,7 @@ def grade(
         if not errors:
             message = "passed"
         elif printed.strip():  # check's verdict says more than a bare AssertionError
-            verdict = printed.strip().splitlines()[0]  # "✗ ch6.gaussian_kl: what differs."
+            verdict = printed.strip().splitlines()[0]  # "✗ vae.gaussian_kl: what differs."
             message = verdict.split(": ", 1)[1] if verdict.startswith("✗ ") else verdict
         else:
             message = f"{errors[0]['ename']}: {errors[0]['evalue']}"

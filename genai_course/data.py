@@ -1,5 +1,5 @@
 """The book's datasets: Fashion-MNIST and MNIST, read from IDX files, and
-chapter 7's Shakespeare corpus, which ships inside the package
+the sequences chapter's Shakespeare corpus, which ships inside the package
 (:func:`load_shakespeare`; ``genai_course/texts/README.md`` says where it
 comes from).
 
@@ -386,7 +386,7 @@ def ring_of_gaussians(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""``n`` points (n, 2) from an equal mixture of ``modes`` Gaussians with
     standard deviation ``scale`` whose centres (modes, 2) lie evenly on a
-    circle of ``radius``: the 2-D test bed of chapters 5 and 8. Returns
+    circle of ``radius``: the 2-D test bed of the evaluation and GAN chapters. Returns
     ``(points, centres)``."""
     check_positive_int("n", n)
     check_positive_int("modes", modes)

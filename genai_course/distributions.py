@@ -1,4 +1,4 @@
-r"""Chapter 1: probability distributions, written from their formulas.
+r"""Probability distributions, written from their formulas (the distributions chapter).
 
 Each distribution is an object with the same small interface, mirroring the
 mathematics: ``log_prob(x)`` (computed in log space, so it stays finite far

@@ -1,4 +1,4 @@
-r"""Chapter 5: generative adversarial networks.
+r"""Generative adversarial networks (the GAN chapter).
 
 A generator :math:`G` maps noise :math:`z \sim \mathcal{N}(0, I)` to data; a
 discriminator :math:`D` says how likely a point is to be real. They play
@@ -12,7 +12,7 @@ Every discriminator here returns a *logit* :math:`a`, with
 :math:`D(x) = \sigma(a)`, and every loss is written with
 :math:`\log \sigma(a) = -\operatorname{softplus}(-a)` and
 :math:`\log(1 - \sigma(a)) = -\operatorname{softplus}(a)`, which stay finite
-for any logit (chapter 3). Losses return one value per example; the caller
+for any logit (the cross-entropy chapter). Losses return one value per example; the caller
 averages. Images are in :math:`[-1, 1]` inside the networks (a ``tanh``
 output, the DCGAN convention) and in :math:`[0, 1]` outside (``sample``).
 """

@@ -1,4 +1,4 @@
-r"""Chapter 3: entropy, cross-entropy, KL divergence, and the losses built on them.
+r"""Entropy, cross-entropy, KL divergence, and the losses built on them (the cross-entropy chapter).
 
 For discrete distributions given as probability vectors on the last axis:
 

@@ -1,4 +1,4 @@
-r"""Chapter 2: likelihood, log-likelihood and maximum-likelihood estimation.
+r"""Likelihood, log-likelihood and maximum-likelihood estimation (the likelihood chapter).
 
 For independent observations :math:`x_1, \dots, x_N`,
 

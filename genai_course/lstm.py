@@ -1,4 +1,4 @@
-r"""Chapter 7: recurrent networks, written from their equations.
+r"""Recurrent networks, written from their equations (the sequences chapter).
 
 A recurrent cell reads a sequence one step at a time and carries a state.
 The plain (Elman) cell has one state vector,

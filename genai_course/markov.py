@@ -1,4 +1,4 @@
-r"""Chapter 7: text as a sequence of characters, and Markov models of it.
+r"""Text as a sequence of characters, and Markov models of it (the sequences chapter).
 
 By the chain rule of probability, any distribution over a text
 :math:`x_1 \dots x_T` factorises as

@@ -1,4 +1,4 @@
-r"""Chapter 8: measuring generative models.
+r"""Measuring generative models (the evaluation chapter).
 
 * **Likelihood.** Negative log-likelihoods are in nats per example. Dividing
   by the number of dimensions :math:`D` and by :math:`\ln 2` gives *bits per

@@ -1,4 +1,4 @@
-"""Appendix A: wrong code, kept so that its symptoms can be run and tested.
+"""Wrong code, kept so that its symptoms can be run and tested (the appendix of common mistakes).
 
 Each function here is a mistake that circulates in tutorials and copied
 code. It runs without an error, which is why it survives. The appendix runs

@@ -1,4 +1,5 @@
-r"""Chapter 4: gradient descent and its descendants, written from their update rules.
+r"""Gradient descent and its descendants, written from their update rules (the gradient-descent
+chapter).
 
 * plain gradient descent, :math:`x_{t+1} = x_t - \eta \nabla f(x_t)`;
 * :class:`SGD` with momentum (heavy ball or Nesterov) and weight decay;

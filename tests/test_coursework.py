@@ -10,7 +10,7 @@ from genai_course.coursework import _nbgrader, grade, student_edition, write_stu
 from genai_course.exercises import EXERCISES, check
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
-FAST = next(path for path in NOTEBOOKS if path.name == "01_distributions.ipynb")  # about 10 s
+FAST = next(path for path in NOTEBOOKS if path.name == "distributions.ipynb")  # about 10 s
 
 
 def _solutions(nb) -> list[list[str]]:
@@ -38,6 +38,7 @@ def test_every_chapter_has_graded_exercises_in_nbgrader_form(path):
             assert f"def {name}(" in nb.cells[index - 1].source
     ids = [_nbgrader(cell)["grade_id"] for cell in nb.cells if _nbgrader(cell)]
     assert len(ids) == len(set(ids))
+    assert all(grade_id.startswith(f"{path.stem}_") for grade_id in ids), ids  # by subject
     # and prose exercises with hidden solutions
     prose = "".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
     assert prose.count("{exercise}") >= 3 and prose.count("{solution}") >= 3

@@ -1,4 +1,4 @@
-"""Appendix A: each mistake shows its symptom, and each fix removes it."""
+"""The appendix of common mistakes: each mistake shows its symptom, and each fix removes it."""
 
 import math
 

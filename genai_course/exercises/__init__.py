@@ -11,11 +11,11 @@ it failed on, but never the expected output. The grading cells of the chapter
 notebooks call it, so nbgrader's autograder and ``make grade`` score the same tests.
 
     >>> from genai_course.exercises import check
-    >>> check("ch6.gaussian_kl", my_kl)
+    >>> check("vae.gaussian_kl", my_kl)
 
 The package: ``core`` (the ``Exercise`` record and the helpers that draw inputs),
-one module per chapter (``pipeline`` for chapter 0 to ``evaluation`` for chapter 8,
-``common_mistakes`` for appendix A), each exercise written in one block (its task,
+one module per chapter, named like its notebook (``pipeline`` to ``sequences``, and
+``common_mistakes`` for the appendix), each exercise written in one block (its task,
 reference, random inputs, fixed cases and hint), ``registry`` (``EXERCISES``, every
 chapter's in the book's order) and ``checking`` (``check`` and ``quiz``).
 """

@@ -160,7 +160,7 @@ def check(
 
 def quiz(chapter: str) -> list[dict]:
     """The multiple-choice questions of ``chapter`` (a notebook's name, e.g.
-    ``"06_vae"``), in ``jupyterquiz``'s format: pass them to
+    ``"vae"``), in ``jupyterquiz``'s format: pass them to
     ``jupyterquiz.display_quiz``."""
     folder = resources.files("genai_course") / "quizzes"
     path = folder / f"{chapter}.json"

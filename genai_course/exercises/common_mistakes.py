@@ -1,4 +1,4 @@
-"""Appendix A, common mistakes (notebook ``A_common_mistakes``): a log-sum-exp that
+"""The common-mistakes appendix (notebook ``common_mistakes``): a log-sum-exp that
 does not overflow, and the multinomial log-pmf with every factorial in it.
 """
 
@@ -9,7 +9,7 @@ from scipy import stats
 
 from genai_course.exercises.core import Exercise, f64, random_int, random_normal, random_simplex
 
-# -- A.log_sum_exp -----------------------------------------------------------------------
+# -- common_mistakes.log_sum_exp -----------------------------------------------------------
 
 
 def _log_sum_exp(x: torch.Tensor) -> torch.Tensor:
@@ -22,7 +22,7 @@ def _draw_log_sum_exp(g: torch.Generator):
 
 
 LOG_SUM_EXP = Exercise(
-    "A.log_sum_exp",
+    "common_mistakes.log_sum_exp",
     "log_sum_exp(x): x (N,) -> log(sum(exp(x))) as a 0-dim tensor, finite for any finite x",
     _log_sum_exp,
     _draw_log_sum_exp,
@@ -30,7 +30,7 @@ LOG_SUM_EXP = Exercise(
     hint="factor out the largest entry m: log sum exp(x) = m + log sum exp(x - m).",
 )
 
-# -- A.multinomial_log_pmf ---------------------------------------------------------------
+# -- common_mistakes.multinomial_log_pmf ---------------------------------------------------
 
 
 def _multinomial_log_pmf(x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,7 @@ def _draw_multinomial(g: torch.Generator):
 
 
 MULTINOMIAL_LOG_PMF = Exercise(
-    "A.multinomial_log_pmf",
+    "common_mistakes.multinomial_log_pmf",
     "multinomial_log_pmf(x, probs): counts x (K,) as a float tensor and positive "
     "probabilities probs (K,) -> the log of the multinomial pmf (a 0-dim tensor)",
     _multinomial_log_pmf,

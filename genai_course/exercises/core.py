@@ -23,7 +23,7 @@ Inputs = tuple[Any, ...]  # the arguments of one call of the reader's function
 class Exercise:
     """One graded exercise: what to write, and how to test it."""
 
-    id: str  # "ch6.gaussian_kl": chapter, then the function's name
+    id: str  # "vae.gaussian_kl": chapter, then the function's name
     task: str  # the signature and what it returns, as the notebook states it
     reference: Callable[..., Any]
     draw: Callable[[torch.Generator], Inputs]  # one random case

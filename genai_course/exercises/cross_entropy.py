@@ -1,4 +1,4 @@
-"""Chapter 3, cross-entropy and KL (notebook ``03_cross_entropy``): the entropy of a
+"""The cross-entropy chapter (notebook ``cross_entropy``): the entropy of a
 probability vector and the KL divergence between two, with 0 log 0 = 0.
 
 Both references are the package's own (``genai_course.information``).
@@ -11,7 +11,7 @@ import torch
 from genai_course.exercises.core import Exercise, f64, random_int, random_simplex
 from genai_course.information import entropy, kl_divergence
 
-# -- ch3.entropy -------------------------------------------------------------------------
+# -- cross_entropy.entropy -----------------------------------------------------------------
 
 
 def _draw_entropy(g: torch.Generator):
@@ -19,7 +19,7 @@ def _draw_entropy(g: torch.Generator):
 
 
 ENTROPY = Exercise(
-    "ch3.entropy",
+    "cross_entropy.entropy",
     "entropy(p): p (K,) a probability vector -> its entropy in nats (a 0-dim tensor)",
     entropy,
     _draw_entropy,
@@ -27,7 +27,7 @@ ENTROPY = Exercise(
     hint="-sum p log p, with 0 log 0 = 0 (the limit), never 0 * log 0 = nan.",
 )
 
-# -- ch3.kl_divergence -------------------------------------------------------------------
+# -- cross_entropy.kl_divergence -----------------------------------------------------------
 
 
 def _draw_kl(g: torch.Generator):
@@ -36,7 +36,7 @@ def _draw_kl(g: torch.Generator):
 
 
 KL_DIVERGENCE = Exercise(
-    "ch3.kl_divergence",
+    "cross_entropy.kl_divergence",
     "kl_divergence(p, q): probability vectors (K,), p possibly with zeros (0 log 0 = 0) "
     "-> KL(p || q) in nats (0-dim tensor)",
     kl_divergence,

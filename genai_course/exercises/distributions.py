@@ -1,4 +1,4 @@
-"""Chapter 1, distributions (notebook ``01_distributions``): a Gaussian log-density
+"""The distributions chapter (notebook ``distributions``): a Gaussian log-density
 that stays finite in the tails, and sampling a categorical by its inverse CDF.
 """
 
@@ -9,7 +9,7 @@ from scipy import stats
 
 from genai_course.exercises.core import Exercise, f64, random_int, random_normal, random_simplex
 
-# -- ch1.gaussian_log_pdf ----------------------------------------------------------------
+# -- distributions.gaussian_log_pdf --------------------------------------------------------
 
 
 def _gaussian_log_pdf(x, mu, sigma) -> torch.Tensor:
@@ -24,7 +24,7 @@ def _draw_gaussian_log_pdf(g: torch.Generator):
 
 
 GAUSSIAN_LOG_PDF = Exercise(
-    "ch1.gaussian_log_pdf",
+    "distributions.gaussian_log_pdf",
     "gaussian_log_pdf(x, mu, sigma): tensors of one shape -> log N(x; mu, sigma^2), "
     "elementwise",
     _gaussian_log_pdf,
@@ -34,7 +34,7 @@ GAUSSIAN_LOG_PDF = Exercise(
     "density underflows to 0, so take the log of the formula by hand, not log(pdf).",
 )
 
-# -- ch1.categorical_inverse_cdf ---------------------------------------------------------
+# -- distributions.categorical_inverse_cdf -------------------------------------------------
 
 
 def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ def _draw_inverse_cdf(g: torch.Generator):
 
 
 CATEGORICAL_INVERSE_CDF = Exercise(
-    "ch1.categorical_inverse_cdf",
+    "distributions.categorical_inverse_cdf",
     "categorical_inverse_cdf(probs, u): probs (K,) summing to 1, u (N,) uniforms in "
     "[0, 1) -> (N,) int64 categories, the first k whose cumulative probability exceeds u",
     _inverse_cdf,

@@ -1,4 +1,4 @@
-"""Chapter 8, evaluation (notebook ``08_evaluation``): the Fréchet distance that FID
+"""The evaluation chapter (notebook ``evaluation``): the Fréchet distance that FID
 reports, and the k-th-neighbour radius that precision and recall use.
 
 Both references are the package's own (``genai_course.metrics``).
@@ -11,7 +11,7 @@ import torch
 from genai_course.exercises.core import Exercise, random_int, random_normal, random_spd
 from genai_course.metrics import frechet_distance, kth_neighbour_distance
 
-# -- ch8.frechet_distance ----------------------------------------------------------------
+# -- evaluation.frechet_distance -----------------------------------------------------------
 
 
 def _draw_frechet(g: torch.Generator):
@@ -20,7 +20,7 @@ def _draw_frechet(g: torch.Generator):
 
 
 FRECHET_DISTANCE = Exercise(
-    "ch8.frechet_distance",
+    "evaluation.frechet_distance",
     "frechet_distance(mu1, cov1, mu2, cov2): means (D,) and covariances (D, D) of two "
     "Gaussians -> their squared Fréchet distance d^2, the number FID reports (a float)",
     frechet_distance,
@@ -30,7 +30,7 @@ FRECHET_DISTANCE = Exercise(
     tolerance=1e-4,
 )
 
-# -- ch8.kth_neighbour_radius ------------------------------------------------------------
+# -- evaluation.kth_neighbour_radius -------------------------------------------------------
 
 
 def _draw_kth_neighbour(g: torch.Generator):
@@ -39,10 +39,10 @@ def _draw_kth_neighbour(g: torch.Generator):
 
 
 KTH_NEIGHBOUR_RADIUS = Exercise(
-    "ch8.kth_neighbour_radius",
+    "evaluation.kth_neighbour_radius",
     "kth_neighbour_radius(points, k): points (N, D), an int k >= 1 -> (N,) the distance "
     "from each point to its k-th nearest other point (k = 1: the nearest)",
-    kth_neighbour_distance,  # what chapter 8's precision and recall use
+    kth_neighbour_distance,  # what the evaluation chapter's precision and recall use
     _draw_kth_neighbour,
     hint="Euclidean distances to every point, sorted; the nearest is the point itself, at "
     "distance 0, and it does not count.",

@@ -1,4 +1,4 @@
-"""Chapter 5, GANs (notebook ``05_gan``): the discriminator's loss and the
+"""The GAN chapter (notebook ``gan``): the discriminator's loss and the
 non-saturating generator loss, from logits, finite for any logits.
 
 Both references are the package's own (``genai_course.gan``).
@@ -11,7 +11,7 @@ import torch
 from genai_course.exercises.core import Exercise, f64, random_int, random_normal
 from genai_course.gan import discriminator_loss, generator_loss
 
-# -- ch5.discriminator_loss --------------------------------------------------------------
+# -- gan.discriminator_loss ----------------------------------------------------------------
 
 
 def _draw_logit_pairs(g: torch.Generator):
@@ -20,7 +20,7 @@ def _draw_logit_pairs(g: torch.Generator):
 
 
 DISCRIMINATOR_LOSS = Exercise(
-    "ch5.discriminator_loss",
+    "gan.discriminator_loss",
     "discriminator_loss(real_logits, fake_logits): (B,) logits of D on real and fake "
     "examples -> (B,) -log D(real) - log(1 - D(fake)), finite for any logits",
     discriminator_loss,
@@ -30,7 +30,7 @@ DISCRIMINATOR_LOSS = Exercise(
     "sigmoid followed by a log loses everything for large logits.",
 )
 
-# -- ch5.generator_loss ------------------------------------------------------------------
+# -- gan.generator_loss --------------------------------------------------------------------
 
 
 def _non_saturating_loss(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -43,7 +43,7 @@ def _draw_logits(g: torch.Generator):
 
 
 GENERATOR_LOSS = Exercise(
-    "ch5.generator_loss",
+    "gan.generator_loss",
     "generator_loss(fake_logits): (B,) logits of D on generated examples -> (B,) the "
     "non-saturating loss -log D(G(z)), finite for any logits",
     _non_saturating_loss,

@@ -1,4 +1,4 @@
-"""Chapter 4, gradient descent (notebook ``04_gradient_descent``): one step of
+"""The gradient-descent chapter (notebook ``gradient_descent``): one step of
 heavy-ball momentum and one of Adam, as ``torch.optim`` takes them.
 
 The references are ``torch.optim.SGD`` and ``torch.optim.Adam`` themselves, run
@@ -19,7 +19,7 @@ def _parameter(theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return p
 
 
-# -- ch4.momentum_step -------------------------------------------------------------------
+# -- gradient_descent.momentum_step --------------------------------------------------------
 
 
 def _momentum_step(theta, grad, velocity, lr, momentum):
@@ -39,7 +39,7 @@ def _draw_momentum_step(g: torch.Generator):
 
 
 MOMENTUM_STEP = Exercise(
-    "ch4.momentum_step",
+    "gradient_descent.momentum_step",
     "momentum_step(theta, grad, velocity, lr, momentum): tensors theta, grad, velocity "
     "of one shape, floats lr, momentum -> (new theta, new velocity), one step of "
     "heavy-ball momentum in torch.optim.SGD's form: velocity = momentum * velocity + grad, "
@@ -50,7 +50,7 @@ MOMENTUM_STEP = Exercise(
     "theta - lr * b.",
 )
 
-# -- ch4.adam_step -----------------------------------------------------------------------
+# -- gradient_descent.adam_step ------------------------------------------------------------
 
 
 def _adam_step(theta, grad, m, v, t, lr, beta1, beta2, eps):
@@ -79,7 +79,7 @@ def _draw_adam_step(g: torch.Generator):
 
 
 ADAM_STEP = Exercise(
-    "ch4.adam_step",
+    "gradient_descent.adam_step",
     "adam_step(theta, grad, m, v, t, lr, beta1, beta2, eps): tensors theta, grad and "
     "Adam's running averages m, v; t the number of this step (1 for the first); floats "
     "lr, beta1, beta2, eps -> (new theta, new m, new v), as torch.optim.Adam computes them: "

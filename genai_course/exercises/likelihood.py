@@ -1,4 +1,4 @@
-"""Chapter 2, likelihood (notebook ``02_likelihood``): the maximum-likelihood
+"""The likelihood chapter (notebook ``likelihood``): the maximum-likelihood
 estimates of a Gaussian and of a categorical distribution.
 """
 
@@ -8,7 +8,7 @@ import torch
 
 from genai_course.exercises.core import Exercise, random_int, random_normal
 
-# -- ch2.gaussian_mle --------------------------------------------------------------------
+# -- likelihood.gaussian_mle ---------------------------------------------------------------
 
 
 def _gaussian_mle(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,7 +22,7 @@ def _draw_gaussian_mle(g: torch.Generator):
 
 
 GAUSSIAN_MLE = Exercise(
-    "ch2.gaussian_mle",
+    "likelihood.gaussian_mle",
     "gaussian_mle(x): x (N, D) -> (mean (D,), variance (D,)), the maximum-likelihood "
     "estimates of an independent Gaussian per column",
     _gaussian_mle,
@@ -30,7 +30,7 @@ GAUSSIAN_MLE = Exercise(
     hint="the maximum-likelihood variance divides by N, not N - 1; average over the rows.",
 )
 
-# -- ch2.categorical_mle -----------------------------------------------------------------
+# -- likelihood.categorical_mle ------------------------------------------------------------
 
 
 def _categorical_mle(x: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -44,7 +44,7 @@ def _draw_categorical_mle(g: torch.Generator):
 
 
 CATEGORICAL_MLE = Exercise(
-    "ch2.categorical_mle",
+    "likelihood.categorical_mle",
     "categorical_mle(x, num_classes): x (N,) int64 labels in 0..num_classes-1 -> "
     "(num_classes,) maximum-likelihood probabilities",
     _categorical_mle,

@@ -1,4 +1,4 @@
-"""Chapter 0, the pipeline (notebook ``00_pipeline``): the log-likelihood of binary
+"""The pipeline chapter (notebook ``pipeline``): the log-likelihood of binary
 images under independent Bernoulli pixels, and the unit it is reported in.
 """
 
@@ -9,7 +9,7 @@ import torch
 from genai_course.exercises.core import Exercise, f64, random_int, random_uniform
 from genai_course.metrics import bits_per_dim
 
-# -- ch0.image_log_likelihood ------------------------------------------------------------
+# -- pipeline.image_log_likelihood ---------------------------------------------------------
 
 
 def _image_log_likelihood(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -24,7 +24,7 @@ def _draw_image_log_likelihood(g: torch.Generator):
 
 
 IMAGE_LOG_LIKELIHOOD = Exercise(
-    "ch0.image_log_likelihood",
+    "pipeline.image_log_likelihood",
     "image_log_likelihood(theta, x): theta (D,) pixel probabilities, x (N, D) binary "
     "images -> (N,) log p(x) in nats under independent Bernoulli pixels",
     _image_log_likelihood,
@@ -34,7 +34,7 @@ IMAGE_LOG_LIKELIHOOD = Exercise(
     "one value per image.",
 )
 
-# -- ch0.bits_per_dim (the reference: genai_course.metrics.bits_per_dim) --------------------
+# -- pipeline.bits_per_dim (the reference: genai_course.metrics.bits_per_dim) --------------------
 
 
 def _draw_bits_per_dim(g: torch.Generator):
@@ -42,7 +42,7 @@ def _draw_bits_per_dim(g: torch.Generator):
 
 
 BITS_PER_DIM = Exercise(
-    "ch0.bits_per_dim",
+    "pipeline.bits_per_dim",
     "bits_per_dim(nll_nats, num_dims): a negative log-likelihood in nats per example "
     "-> bits per dimension (a float)",
     bits_per_dim,

@@ -1,5 +1,5 @@
-"""Every chapter's exercises, by id, in the book's order: chapters 0 to 8, then
-appendix A. Each chapter module lists its own in ``EXERCISES``."""
+"""Every chapter's exercises, by id, in the book's order (the table of contents'): the
+chapters, then the appendix. Each chapter module lists its own in ``EXERCISES``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from genai_course.exercises import (
     gan,
     gradient_descent,
     likelihood,
+    neural_networks,
     pipeline,
     sequences,
     vae,
@@ -18,16 +19,17 @@ from genai_course.exercises import (
 from genai_course.exercises.core import Exercise
 
 CHAPTERS = (
-    pipeline,  # ch0
-    distributions,  # ch1
-    likelihood,  # ch2
-    cross_entropy,  # ch3
-    gradient_descent,  # ch4
-    gan,  # ch5
-    vae,  # ch6
-    sequences,  # ch7
-    evaluation,  # ch8
-    common_mistakes,  # A
+    pipeline,
+    distributions,
+    likelihood,
+    cross_entropy,
+    gradient_descent,
+    neural_networks,
+    evaluation,
+    gan,
+    vae,
+    sequences,
+    common_mistakes,
 )
 
 EXERCISES: dict[str, Exercise] = {

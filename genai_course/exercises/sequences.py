@@ -1,4 +1,4 @@
-"""Chapter 7, sequences (notebook ``07_sequences``): one step of an LSTM cell, and
+"""The sequences chapter (notebook ``sequences``): one step of an LSTM cell, and
 a character model's cross-entropy in bits per character.
 """
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from genai_course.exercises.core import Exercise, random_int, random_normal
 
-# -- ch7.lstm_cell -----------------------------------------------------------------------
+# -- sequences.lstm_cell -------------------------------------------------------------------
 
 
 def _lstm_cell(x, h, c, w_ih, w_hh, b):
@@ -43,7 +43,7 @@ def _draw_lstm_cell(g: torch.Generator):
 
 
 LSTM_CELL = Exercise(
-    "ch7.lstm_cell",
+    "sequences.lstm_cell",
     "lstm_cell(x, h, c, w_ih, w_hh, b): x (B, I), h and c (B, H), w_ih (4H, I), "
     "w_hh (4H, H), b (4H,) (the two biases of torch.nn.LSTMCell, added) -> (new h, new c), "
     "gates in PyTorch's order i, f, g, o",
@@ -53,7 +53,7 @@ LSTM_CELL = Exercise(
     "output), which nonlinearity each gate takes, and that the new h uses the new c.",
 )
 
-# -- ch7.bits_per_char -------------------------------------------------------------------
+# -- sequences.bits_per_char ---------------------------------------------------------------
 
 
 def _bits_per_char(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -67,7 +67,7 @@ def _draw_bits_per_char(g: torch.Generator):
 
 
 BITS_PER_CHAR = Exercise(
-    "ch7.bits_per_char",
+    "sequences.bits_per_char",
     "bits_per_char(logits, targets): logits (N, V), targets (N,) int64 -> the average "
     "cross-entropy in bits per character (a float)",
     _bits_per_char,

@@ -1,4 +1,4 @@
-"""Chapter 6, VAEs (notebook ``06_vae``): the KL term of the ELBO against a
+"""The VAE chapter (notebook ``vae``): the KL term of the ELBO against a
 standard-normal prior, and the reparameterisation trick.
 """
 
@@ -9,7 +9,7 @@ import torch
 from genai_course.exercises.core import Exercise, random_int, random_normal
 from genai_course.information import gaussian_kl
 
-# -- ch6.gaussian_kl (the reference: genai_course.information.gaussian_kl) -------------------
+# -- vae.gaussian_kl (the reference: genai_course.information.gaussian_kl) -------------------
 
 
 def _draw_gaussian_kl(g: torch.Generator):
@@ -18,8 +18,8 @@ def _draw_gaussian_kl(g: torch.Generator):
 
 
 GAUSSIAN_KL = Exercise(
-    "ch6.gaussian_kl",
-    "gaussian_kl(mu, logvar): (B, L) -> (B,) KL(N(mu, exp(logvar)) || N(0, I)) in nats",
+    "vae.gaussian_kl",
+    "gaussian_kl(mu, logvar): (B, J) -> (B,) KL(N(mu, exp(logvar)) || N(0, I)) in nats",
     gaussian_kl,
     _draw_gaussian_kl,
     # the posterior equal to the prior: KL 0
@@ -28,7 +28,7 @@ GAUSSIAN_KL = Exercise(
     "not logvar squared; sum over the last axis. It is 0 at mu = 0, logvar = 0.",
 )
 
-# -- ch6.reparameterize ------------------------------------------------------------------
+# -- vae.reparameterize --------------------------------------------------------------------
 
 
 def _reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,7 @@ def _draw_reparameterize(g: torch.Generator):
 
 
 REPARAMETERIZE = Exercise(
-    "ch6.reparameterize",
+    "vae.reparameterize",
     "reparameterize(mu, logvar, eps): tensors of one shape -> z = mu + sigma * eps, "
     "a draw from N(mu, exp(logvar)) made from standard-normal noise eps",
     _reparameterize,

@@ -3,8 +3,8 @@
 A recipe holds a model's settings under each profile, as frozen dataclasses
 (``quick``: two CPU cores, about a minute a chapter; ``full``: the book's real
 results, on one GPU), and the function that trains it with
-:func:`~genai_course.train.fit`. Notebooks, Appendix A, the benchmarks and the
-command line all train through it, so a model is trained one way everywhere
+:func:`~genai_course.train.fit`. Notebooks (the appendix of common mistakes included),
+the benchmarks and the command line all train through it, so a model is trained one way everywhere
 and the profile, not the caller, chooses how long::
 
     from genai_course.train.recipes import RECIPES
@@ -343,8 +343,8 @@ def train_vae(
     """The VAE chapter's VAEs on dynamically binarised images (binarised afresh
     in every batch), descending ``loss(model, x)`` per image (default: the negative
     ELBO, without its per-step check that ``x`` is in [0, 1], which binarised batches
-    are by construction; Appendix A passes a wrong loss); after every epoch the test -ELBO
-    and its two terms on ``eval_size`` test images of the book's binarisation.
+    are by construction; the appendix of common mistakes passes a wrong loss); after every
+    epoch the test -ELBO and its two terms on ``eval_size`` test images of the book's binarisation.
     ``data``: the uint8 training images if the caller has them already."""
     loss = partial(negative_elbo, check_values=False) if loss is None else loss
     device = _prepare(settings, VAESettings, seed, device)

@@ -56,11 +56,13 @@ bench: $(STAMP)
 student: $(STAMP)
 	$(BIN)/python -m genai_course.coursework student notebooks student
 
-## grade: run a notebook in a fresh kernel and print its score table, e.g. make grade NB=student/vae.ipynb;
-## the grading cells of the book's notebook of the same name replace the submitted ones
+## grade: run a submission as nbgrader's autograder would and print its score table, e.g.
+## make grade NB=submissions/ada/vae.ipynb [REF=notebooks/vae.ipynb] [TIMEOUT=600]: grade ids, points,
+## grading cells and kernel come from the instructor's notebook, REF or else the one in notebooks/
+## that shares the submission's grade ids (with neither it refuses); TIMEOUT: seconds a cell may run
 grade: $(STAMP)
-	@test -n "$(NB)" || { echo "usage: make grade NB=path/to/notebook.ipynb"; exit 2; }
-	$(BIN)/python -m genai_course.coursework grade "$(NB)" $(wildcard notebooks/$(notdir $(NB)))
+	@test -n "$(NB)" || { echo "usage: make grade NB=path/to/notebook.ipynb [REF=notebooks/CHAPTER.ipynb] [TIMEOUT=seconds]"; exit 2; }
+	$(BIN)/python -m genai_course.coursework grade "$(NB)" $(if $(REF),"$(REF)") $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 clean:
 	rm -rf _build .jupyter_cache

@@ -11,6 +11,8 @@ the profile itself holds what the chapters measure with.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import random
 from dataclasses import dataclass
@@ -80,10 +82,47 @@ def check_positive_int(name: str, value) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def check_non_negative_int(name: str, value) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int >= 0 (not a bool)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+def check_real(
+    name: str, value, low: float = -math.inf, high: float = math.inf, *,
+    low_open: bool = False, high_open: bool = False,
+) -> float:  # fmt: skip
+    """``value`` as a float, or an error naming ``name``: ``TypeError`` unless it is a real
+    number (an int, a float or a NumPy scalar; not a bool, a complex number, a tensor or a
+    list), ``ValueError`` unless it is finite and from ``low`` to ``high`` (an end
+    excluded with ``low_open``/``high_open``)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    number = float(value)
+    above = number > low if low_open else number >= low
+    below = number < high if high_open else number <= high
+    if not (math.isfinite(number) and above and below):
+        if high == math.inf:
+            interval = f"{'>' if low_open else '>='} {low:g}"
+        else:
+            interval = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be {interval} and finite, got {value!r}")
+    return number
+
+
+def check_generator(name: str, value) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``value`` is None or a ``torch.Generator``
+    (a seed or a NumPy generator is not one)."""
+    if value is not None and not isinstance(value, torch.Generator):
+        raise TypeError(
+            f"{name} must be a torch.Generator or None, got {type(value).__name__} "
+            "(make one with torch.Generator().manual_seed(seed))"
+        )
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_non_negative_int("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device

@@ -19,11 +19,18 @@ Every file's content is checked against its SHA-256 (of the decompressed IDX
 bytes, so a re-compressed copy such as Debian's is accepted). A download is
 written to a temporary file and renamed only once it checks out, so a
 truncated or corrupt download leaves nothing behind. Decoded arrays are
-cached as ``.npy`` files next to the user cache, so a second load is fast.
+cached as ``.npy`` files in ``<user cache>/decoded``, so a second load is fast. A
+cached array is used only if it still is the verified content: the SHA-256 of
+its IDX form (its header, then its bytes) must be the dataset's. A damaged one
+(truncated, changed bytes, another array) is deleted and decoded again from the
+files above, with a warning (:class:`DamagedCacheWarning`) that names it. A
+cache write goes to a temporary file in the same folder and is renamed once
+complete; a failed write removes it, and only costs speed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import math
@@ -31,6 +38,7 @@ import os
 import struct
 import tempfile
 import urllib.request
+import warnings
 import zlib
 from dataclasses import dataclass
 from importlib import resources
@@ -56,6 +64,10 @@ class ChecksumError(ValueError):
 
 class DatasetNotFoundError(FileNotFoundError):
     """No place in the search order had the file and the download failed."""
+
+
+class DamagedCacheWarning(UserWarning):
+    """A decoded ``.npy`` cache was not the verified content; it is decoded again."""
 
 
 @dataclass(frozen=True)
@@ -282,20 +294,71 @@ def _fetch_idx(spec: DatasetSpec, file: IDXFile, root, allow_download: bool) -> 
     )
 
 
-def _load_array(spec: DatasetSpec, file: IDXFile, root, allow_download: bool) -> np.ndarray:
-    """Decoded array of ``file``; decoded once, then read from the ``.npy`` cache."""
-    decoded = cache_dir() / "decoded" / f"{spec.name}-{file.name}-{file.sha256[:16]}.npy"
-    if decoded.is_file():
-        return np.load(decoded)
-    array = parse_idx(_fetch_idx(spec, file, root, allow_download), source=file.name)
+def _idx_header(shape: tuple[int, ...]) -> bytes:
+    """The header of an IDX file of unsigned bytes of ``shape`` (see :func:`parse_idx`)."""
+    return bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+
+
+def _is_content(array, sha256: str) -> bool:
+    """Whether ``array`` is the IDX file of SHA-256 ``sha256``: uint8, and the
+    SHA-256 of its header followed by its bytes is ``sha256``."""
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or not 1 <= array.ndim < 256:
+        return False
+    digest = hashlib.sha256(_idx_header(array.shape))
+    digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest() == sha256
+
+
+def _read_cache(path: Path, sha256: str) -> np.ndarray | None:
+    """The array cached at ``path`` if it is the verified content of SHA-256
+    ``sha256``; None if there is no cache, or it was damaged (then it is deleted,
+    with a :class:`DamagedCacheWarning` naming it)."""
+    if not path.is_file():
+        return None
     try:
-        decoded.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=decoded.parent, suffix=".npy")
+        array = np.load(path)  # allow_pickle=False: a file holding code is refused
+        problem = None if _is_content(array, sha256) else "its content is not the dataset's"
+    except Exception as err:  # numpy raises many kinds (ValueError, EOFError, ...): one answer
+        problem = f"it cannot be read ({type(err).__name__})"
+    if problem is None:
+        return array
+    warnings.warn(
+        f"the decoded cache {path} is damaged: {problem}. It is deleted and decoded again "
+        "from the verified dataset files",
+        DamagedCacheWarning,
+        stacklevel=4,
+    )
+    with contextlib.suppress(OSError):  # a read-only cache: warned about again next time
+        path.unlink(missing_ok=True)
+    return None
+
+
+def _write_cache(path: Path, array: np.ndarray) -> None:
+    """Save ``array`` to ``path`` through a temporary file in the same folder,
+    renamed once complete; on any failure the temporary file is removed. A
+    cache that cannot be written (a read-only or full disk) only costs speed."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         with os.fdopen(fd, "wb") as out:
             np.save(out, array)
-        os.replace(tmp, decoded)
+        os.replace(tmp, path)
     except OSError:
-        pass  # a read-only cache only costs speed: the next load decodes again
+        pass  # the next load decodes again
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _load_array(spec: DatasetSpec, file: IDXFile, root, allow_download: bool) -> np.ndarray:
+    """Decoded array of ``file``; decoded once, then read from the checked ``.npy`` cache."""
+    decoded = cache_dir() / "decoded" / f"{spec.name}-{file.name}-{file.sha256[:16]}.npy"
+    cached = _read_cache(decoded, file.sha256)
+    if cached is not None:
+        return cached
+    array = parse_idx(_fetch_idx(spec, file, root, allow_download), source=file.name)
+    _write_cache(decoded, array)
     return array.copy()  # np.frombuffer gave a read-only view of the bytes
 
 
@@ -375,6 +438,7 @@ def binarized_fashion_mnist(split: str) -> torch.Tensor:
         raise ValueError(f"split must be one of {sorted(BINARIZATION_SEEDS)}, got {split!r}")
     generator = torch.Generator().manual_seed(BINARIZATION_SEEDS[split])
     return binarize(load_fashion_mnist(split).images, generator=generator)
+
 
 def ring_of_gaussians(
     n: int,

@@ -25,6 +25,7 @@ The chapter's model, :class:`CharLSTM`, is built on ``torch.nn.LSTM``
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,46 @@ from torch import nn
 
 from genai_course.config import check_positive_int
 from genai_course.markov import CharVocab, check_temperature
+
+
+def _check_tensor(t, name: str, like: torch.Tensor) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``t`` is a tensor of the dtype and
+    on the device of ``like`` (the weights it meets)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype != like.dtype or t.device != like.device:
+        raise TypeError(
+            f"{name} must be a {like.dtype} tensor on {like.device}, like the weights; "
+            f"got {t.dtype} on {t.device}"
+        )
+
+
+def _check_shape(t: torch.Tensor, name: str, shape: tuple[int, ...]) -> None:
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
+
+
+def _check_state(state, shape: tuple[int, ...], like: torch.Tensor) -> None:
+    """Raise ``TypeError``/``ValueError`` naming ``state`` unless it is a pair
+    ``(h, c)`` of tensors of ``shape``, with the dtype and device of ``like``."""
+    if not isinstance(state, tuple | list) or len(state) != 2:
+        what = type(state).__name__
+        if isinstance(state, tuple | list):
+            what += f" of length {len(state)}"
+        raise TypeError(f"state must be a pair (h, c) of tensors, or None; got a {what}")
+    for name, part in zip(("state[0] (h)", "state[1] (c)"), state, strict=True):
+        _check_tensor(part, name, like)
+        _check_shape(part, name, shape)
+
+
+def _check_integer_ids(ids, name: str = "ids") -> None:
+    """Raise ``TypeError`` unless ``ids`` is a tensor, ``ValueError`` unless of integers."""
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of integer indices, got {type(ids).__name__}"
+        )
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"{name} must be integer indices, got a {ids.dtype} tensor")
 
 
 def _uniform_init(module: nn.Module, hidden_size: int) -> None:
@@ -60,9 +101,12 @@ class _Cell(nn.Module):
         self.bias_hh = nn.Parameter(torch.empty(rows))
         _uniform_init(self, hidden_size)
 
-    def _preactivation(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x) -> None:
+        _check_tensor(x, "x", self.weight_ih)
         if x.ndim != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"x must have shape (batch, {self.input_size}), got {tuple(x.shape)}")
+
+    def _preactivation(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return x @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh
 
     def _zeros(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,20 +118,29 @@ class RNNCell(_Cell):
     ``x`` (B, input_size) and ``h`` (B, hidden_size; zeros if None) to ``h'``."""
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
-        h = self._zeros(x) if h is None else h
+        self._check_input(x)
+        if h is None:
+            h = self._zeros(x)
+        _check_tensor(h, "h", self.weight_hh)
+        _check_shape(h, "h", (len(x), self.hidden_size))
         return torch.tanh(self._preactivation(x, h))
 
 
 class LSTMCell(_Cell):
     """One LSTM step (the module's equations): ``x`` (B, input_size) and the
-    state ``(h, c)`` (B, hidden_size) each, zeros if None, to ``(h', c')``."""
+    state, a pair ``(h, c)`` of (B, hidden_size) tensors (zeros if None), to
+    ``(h', c')``. One tensor is not a state: ``TypeError`` naming ``state``."""
 
     gates = 4
 
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        h, c = (self._zeros(x), self._zeros(x)) if state is None else state
+        self._check_input(x)
+        if state is None:
+            state = (self._zeros(x), self._zeros(x))
+        _check_state(state, (len(x), self.hidden_size), self.weight_hh)
+        h, c = state
         i, f, g, o = self._preactivation(x, h).chunk(4, dim=1)  # (B, H) each
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
         c = f * c + i * g  # the cell state: forget some, add some
@@ -116,9 +169,15 @@ class LSTM(nn.Module):
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        _check_tensor(x, "x", self.cells[0].weight_ih)
         if x.ndim != 3:
             raise ValueError(f"x must be a batch of sequences (3-D), got shape {tuple(x.shape)}")
         steps = x.unbind(1 if self.batch_first else 0)  # T tensors of (B, input_size)
+        if not steps:
+            raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
+        if state is not None:
+            shape = (self.num_layers, len(steps[0]), self.hidden_size)
+            _check_state(state, shape, self.cells[0].weight_hh)
         h_n, c_n = [], []
         for layer, cell in enumerate(self.cells):
             layer_state = None if state is None else (state[0][layer], state[1][layer])
@@ -187,9 +246,22 @@ class CharLSTM(nn.Module):
     def forward(
         self, ids: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        if ids.ndim != 2 or ids.is_floating_point():
+        _check_integer_ids(ids)
+        if ids.ndim != 2 or ids.shape[1] == 0:
             raise ValueError(f"ids must be integer indices of shape (B, T), got {tuple(ids.shape)}")
-        output, state = self.lstm(self.embed(ids), state)  # (B, T, hidden)
+        # in range: checked on the CPU, where it costs a pass over B x T integers; on a GPU
+        # it would wait for the device at every step (an id out of range there trips the
+        # embedding's device-side assertion instead)
+        on_cpu = ids.device.type == "cpu"
+        if on_cpu and ids.numel() and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise ValueError(
+                f"ids must be in 0..{self.vocab_size - 1}, got values from {ids.min().item()} "
+                f"to {ids.max().item()}"
+            )
+        if state is not None:
+            shape = (self.lstm.num_layers, len(ids), self.lstm.hidden_size)
+            _check_state(state, shape, self.lstm.weight_hh_l0)
+        output, state = self.lstm(self.embed(ids.long()), state)  # (B, T, hidden)
         return self.head(self.drop(output)), state
 
 
@@ -201,13 +273,17 @@ def text_chunks(ids: torch.Tensor, batch_size: int, seq_len: int) -> torch.Tenso
     continues row ``b`` of chunk ``s - 1``."""
     check_positive_int("batch_size", batch_size)
     check_positive_int("seq_len", seq_len)
-    if not isinstance(ids, torch.Tensor) or ids.ndim != 1 or ids.is_floating_point():
-        raise ValueError("ids must be a 1-D tensor of integer indices")
+    _check_integer_ids(ids)
+    if ids.ndim != 1:
+        raise ValueError(
+            f"ids must be a 1-D tensor of integer indices, got shape {tuple(ids.shape)}"
+        )
     stream = len(ids) // batch_size
     num_chunks = (stream - 1) // seq_len
     if num_chunks < 1:
         raise ValueError(
-            f"{len(ids)} indices are too few for {batch_size} streams of chunks of {seq_len + 1}"
+            f"ids has {len(ids)} indices: too few for batch_size={batch_size} streams of "
+            f"chunks of seq_len + 1 = {seq_len + 1}"
         )
     streams = ids[: stream * batch_size].reshape(batch_size, stream)  # (B, stream)
     starts = torch.arange(num_chunks) * seq_len  # (S,)
@@ -222,22 +298,41 @@ def tbptt_step(model: CharLSTM, optimizer: torch.optim.Optimizer, clip: float = 
     The LSTM state of the previous chunk is carried in, detached, so the model
     sees the text as one long sequence while gradients stop at the chunk
     boundary; it starts from zeros at the first chunk (and after a resume).
-    Gradients are clipped to norm ``clip``. Reports the loss in nats and bits
-    per character."""
+    Gradients are clipped to norm ``clip`` (a finite number > 0; None: not
+    clipped). Reports the loss in nats and bits per character."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a CharLSTM (a torch.nn.Module), got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    if clip is not None and (
+        not isinstance(clip, numbers.Real) or isinstance(clip, bool) or not 0 < clip < math.inf
+    ):
+        raise ValueError(f"clip must be a finite number > 0, or None for no clipping; got {clip!r}")
     state = None
 
     def step(chunk: torch.Tensor, position: torch.Tensor) -> dict[str, torch.Tensor]:
         nonlocal state
+        _check_integer_ids(chunk, "chunk")
+        if chunk.ndim != 3 or chunk.shape[0] != 1 or chunk.shape[2] < 2:
+            raise ValueError(
+                f"chunk must have shape (1, B, T + 1) with T >= 1 (batch_size=1 of text_chunks), "
+                f"got {tuple(chunk.shape)}"
+            )
+        if not isinstance(position, torch.Tensor) or position.numel() != 1:
+            raise ValueError(f"position must be a tensor of one chunk index, got {position!r}")
         if state is not None:  # zeroed at position 0, without reading position back
             keep = (position != 0).to(state[0].dtype)  # (1,): 0 at the start of the text
             state = tuple(s * keep for s in state)
-        chunk = chunk[0]  # (B, T + 1)
+        chunk = chunk[0].long()  # (B, T + 1)
         logits, new_state = model(chunk[:, :-1], state)  # (B, T, V)
         state = tuple(s.detach() for s in new_state)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         return {"loss": loss.detach(), "bits per char": loss.detach() / math.log(2)}
 
@@ -248,13 +343,16 @@ def tbptt_step(model: CharLSTM, optimizer: torch.optim.Optimizer, clip: float = 
 def bits_per_char(model: CharLSTM, ids: torch.Tensor) -> float:
     r"""Held-out bits per character of ``ids`` (N,), read as one sequence in
     eval mode: :math:`-\frac{1}{N-1}\sum_t \log_2 p(c_{t+1} \mid c_{\le t})`."""
-    if not isinstance(ids, torch.Tensor) or ids.ndim != 1 or len(ids) < 2:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a CharLSTM (a torch.nn.Module), got {type(model).__name__}")
+    _check_integer_ids(ids)
+    if ids.ndim != 1 or len(ids) < 2:
         raise ValueError("ids must be a 1-D tensor of at least two character indices")
     was_training = model.training
     model.eval()
     logits, _ = model(ids[None, :-1])  # (1, N - 1, V)
     model.train(was_training)
-    return F.cross_entropy(logits[0], ids[1:]).item() / math.log(2)
+    return F.cross_entropy(logits[0], ids[1:].long()).item() / math.log(2)
 
 
 @torch.no_grad()
@@ -269,7 +367,17 @@ def generate(
 ) -> str:
     """``prompt`` followed by ``length`` characters sampled from ``model``:
     each from :math:`\\mathrm{softmax}(\\ell / T)` over the ``top_k`` largest
-    logits (all if None), in eval mode. ``generator`` (on the CPU) fixes the draws."""
+    logits (all if None), in eval mode, with the largest logit subtracted first
+    so that a small :math:`T` tends to the argmax. ``generator`` (on the CPU)
+    fixes the draws."""
+    if not isinstance(model, CharLSTM):
+        raise TypeError(f"model must be a CharLSTM, got {type(model).__name__}")
+    if not isinstance(vocab, CharVocab):
+        raise TypeError(f"vocab must be a CharVocab, got {type(vocab).__name__}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
     if not isinstance(prompt, str) or not prompt:
         raise ValueError("prompt must be a non-empty string: the model needs a first character")
     check_positive_int("length", length)
@@ -287,10 +395,11 @@ def generate(
     logits, state = model(ids)
     out = []
     for _ in range(length):
-        last = logits[0, -1] / temperature  # (V,)
+        last = logits[0, -1].double()  # (V,)
         if top_k is not None:
             last = last.masked_fill(last < last.topk(top_k).values[-1], -math.inf)
-        probs = F.softmax(last.double(), dim=0).cpu()
+        # softmax(l / T) = softmax((l - max l) / T): the largest is exp(0) = 1 for any T
+        probs = F.softmax((last - last.max()) / temperature, dim=0).cpu()
         next_id = torch.multinomial(probs, 1, generator=generator)  # (1,)
         out.append(next_id.item())
         logits, state = model(next_id[None].to(device), state)

@@ -19,6 +19,7 @@ the uniform distribution, never a probability of zero.
 from __future__ import annotations
 
 import math
+import numbers
 from collections import Counter
 
 import torch
@@ -44,7 +45,7 @@ class CharVocab:
         return len(self.chars)
 
     def __contains__(self, char: str) -> bool:
-        return char in self.index
+        return isinstance(char, str) and char in self.index
 
     def encode(self, text: str) -> torch.Tensor:
         """Indices of the characters of ``text``: (len(text),) int64."""
@@ -59,8 +60,13 @@ class CharVocab:
 
     def decode(self, ids) -> str:
         """The string of the indices ``ids`` (a sequence or 1-D tensor of ints)."""
-        ids = torch.as_tensor(ids)
-        if ids.ndim != 1 or ids.is_floating_point():
+        try:
+            ids = torch.as_tensor(ids)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"ids must be a 1-D sequence of integer indices, got {ids!r}") from None
+        if ids.ndim == 1 and ids.numel() == 0:
+            return ""
+        if ids.ndim != 1 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
             raise ValueError("ids must be a 1-D sequence of integer indices")
         if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
             raise ValueError(f"ids must be in 0..{len(self) - 1}")
@@ -68,11 +74,15 @@ class CharVocab:
 
 
 def check_temperature(temperature) -> None:
-    """Raise ValueError unless ``temperature`` is a number > 0."""
-    if not isinstance(temperature, int | float) or not temperature > 0:
+    """Raise ``TypeError`` unless ``temperature`` is a real number (a Python or
+    NumPy one, not a bool), ``ValueError`` unless it is finite and > 0."""
+    if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool):
+        raise TypeError(f"temperature must be a real number, got {type(temperature).__name__}")
+    if not 0 < temperature < math.inf:
         raise ValueError(
-            f"temperature must be a number > 0, got {temperature!r}; for the single most "
-            "probable continuation take the argmax instead (temperature -> 0 is greedy decoding)"
+            f"temperature must be a number > 0 (and finite), got {temperature!r}; for the single "
+            "most probable continuation take the argmax instead (temperature -> 0 is greedy "
+            "decoding)"
         )
 
 
@@ -81,13 +91,18 @@ class NGramModel:
     1: bigram, ...) with add-``smoothing`` estimates (see the module)."""
 
     def __init__(self, order: int, smoothing: float = 1.0):
-        if not isinstance(order, int) or isinstance(order, bool) or order < 0:
+        if not isinstance(order, numbers.Integral) or isinstance(order, bool) or order < 0:
             raise ValueError(f"order must be an int >= 0, got {order!r}")
-        if not isinstance(smoothing, int | float) or not smoothing > 0:
+        if (
+            not isinstance(smoothing, numbers.Real)
+            or isinstance(smoothing, bool)
+            or not 0 < smoothing < math.inf
+        ):
             raise ValueError(
-                f"smoothing must be > 0 (0 gives unseen pairs probability 0), got {smoothing!r}"
+                f"smoothing must be > 0 and finite (0 gives unseen pairs probability 0), "
+                f"got {smoothing!r}"
             )
-        self.order, self.smoothing = order, float(smoothing)
+        self.order, self.smoothing = int(order), float(smoothing)
         self.vocab: CharVocab | None = None
         self._counts: dict[str, Counter] = {}  # context -> counts of the next character
         self._totals: dict[str, int] = {}  # context -> how often it was followed by anything
@@ -96,6 +111,8 @@ class NGramModel:
         """Count every (context, next character) pair of ``text``. ``vocab``
         (default: the characters of ``text``) fixes the alphabet, so that
         held-out text may contain characters the training text lacks."""
+        if vocab is not None and not isinstance(vocab, CharVocab):
+            raise TypeError(f"vocab must be a CharVocab or None, got {type(vocab).__name__}")
         self.vocab = vocab if vocab is not None else CharVocab(text)
         self.vocab.encode(text)  # every character must be in the vocabulary
         k = self.order
@@ -126,6 +143,8 @@ class NGramModel:
         """:math:`p(\\cdot \\mid h)` over the vocabulary, (V,) float64, for the
         last ``order`` characters :math:`h` of ``context``."""
         vocab = self._fitted()
+        if not isinstance(context, str):
+            raise TypeError(f"context must be a string, got {type(context).__name__}")
         if len(context) < self.order:
             raise ValueError(f"context must have at least order={self.order} characters")
         h = context[len(context) - self.order :]
@@ -174,10 +193,17 @@ class NGramModel:
     ) -> str:
         """``prompt`` followed by ``length`` sampled characters. Each is drawn
         from :math:`p(\\cdot \\mid h)^{1/T}`, renormalised (``temperature``
-        :math:`T`); the prompt needs at least ``order`` characters."""
+        :math:`T`): :math:`\\mathrm{softmax}(\\log p(\\cdot \\mid h) / T)`, computed in
+        log space, so that a small :math:`T` tends to the most probable character
+        (shared equally among ties) instead of underflowing to zeros. The prompt
+        needs at least ``order`` characters."""
         vocab = self._fitted()
         check_positive_int("length", length)
         check_temperature(temperature)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+            )
         if not isinstance(prompt, str) or len(prompt) < self.order:
             raise ValueError(
                 f"prompt must be a string of at least order={self.order} characters, got {prompt!r}"
@@ -185,7 +211,10 @@ class NGramModel:
         vocab.encode(prompt)
         text = prompt
         for _ in range(length):
-            weights = self.probs(text) ** (1.0 / temperature)
+            log_p = torch.log(self.probs(text))  # (V,), finite: smoothing > 0
+            # p^(1/T) / sum p^(1/T) = softmax(log p / T); shifted by its max so that the
+            # most probable character gets exp(0) = 1 however small T is
+            weights = torch.softmax((log_p - log_p.max()) / temperature, dim=0)
             text += vocab.chars[torch.multinomial(weights, 1, generator=generator).item()]
         return text
 
@@ -195,9 +224,15 @@ def stationary_distribution(matrix: torch.Tensor) -> torch.Tensor:
     with transition matrix :math:`P` (rows sum to 1, all entries positive, as
     smoothing makes them): the solution of :math:`(P^\top - I)\pi = 0`,
     :math:`\sum_i \pi_i = 1`, by least squares."""
-    p = torch.as_tensor(matrix, dtype=torch.float64)
-    if p.ndim != 2 or p.shape[0] != p.shape[1]:
-        raise ValueError(f"matrix must be square, got shape {tuple(p.shape)}")
+    try:
+        p = torch.as_tensor(matrix)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"matrix must be a tensor or array, got {type(matrix).__name__}") from None
+    if p.is_complex() or p.dtype == torch.bool:
+        raise TypeError(f"matrix must be real, got {p.dtype}")
+    p = p.to(torch.float64)
+    if p.ndim != 2 or p.shape[0] != p.shape[1] or len(p) == 0:
+        raise ValueError(f"matrix must be square and non-empty, got shape {tuple(p.shape)}")
     if (p < 0).any() or not torch.allclose(p.sum(1), torch.ones(len(p), dtype=p.dtype)):
         raise ValueError("matrix must be a transition matrix: entries >= 0, rows summing to 1")
     n = len(p)

@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import operator
+import os
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from genai_course.config import check_positive_int
 from genai_course.device import get_device
 
 # -- likelihood units ------------------------------------------------------------
@@ -39,8 +43,22 @@ def bits_per_dim(nll_nats: float | torch.Tensor, num_dims: int) -> float | torch
     r"""Bits per dimension of an NLL in nats: :math:`\mathrm{NLL} / (D \ln 2)`.
 
     (Nats to bits: divide by :math:`\ln 2`. Per example to per dimension:
-    divide by :math:`D`, e.g. 784 for a 28 x 28 image.)
+    divide by :math:`D`, e.g. 784 for a 28 x 28 image.) ``nll_nats``: a number, a tensor or
+    a NumPy array, real and never NaN (an infinite NLL, a probability of 0, is allowed).
     """
+    if isinstance(nll_nats, torch.Tensor | np.ndarray):
+        values = torch.as_tensor(nll_nats)
+        if values.is_complex():
+            raise TypeError("nll_nats must be real, got a complex tensor or array")
+        if values.is_floating_point() and torch.isnan(values).any():
+            raise ValueError("nll_nats contains NaN")
+    elif isinstance(nll_nats, numbers.Real):
+        if math.isnan(nll_nats):
+            raise ValueError("nll_nats is NaN")
+    else:
+        raise TypeError(
+            f"nll_nats must be a number, a tensor or an array, got {type(nll_nats).__name__}"
+        )
     try:
         dims = operator.index(num_dims)  # an int or a NumPy integer
     except TypeError:
@@ -114,9 +132,13 @@ class FashionClassifier(nn.Module):
     @torch.no_grad()
     def features(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """The 128 penultimate activations of each image: (N, 128), in eval mode."""
+        check_positive_int("batch_size", batch_size)
+        x = as_images(images)  # (N, 1, 28, 28)
+        if not len(x):
+            return self.head[1].weight.new_zeros(0, 128)  # no images: no features
         was_training = self.training
         self.eval()
-        out = torch.cat([self._features(b) for b in as_images(images).split(batch_size)])
+        out = torch.cat([self._features(b) for b in x.split(batch_size)])
         self.train(was_training)
         return out
 
@@ -137,6 +159,8 @@ def load_classifier(path: str | Path | None = None, device=None) -> FashionClass
     ``path`` loads another weights file (e.g. one you retrained); its
     checksum is then not checked against the shipped one.
     """
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or a Path, got {type(path).__name__}")
     shipped = path is None
     path = (
         Path(path)
@@ -170,8 +194,23 @@ def feature_statistics(
         raise ValueError(f"{name} must have shape (N, D), got {tuple(features.shape)}")
     if len(features) < 2:
         raise ValueError(f"{name} has {len(features)} rows; a covariance needs at least 2")
+    if features.is_complex():
+        raise TypeError(f"{name} must be real, got a complex tensor")
+    if not torch.isfinite(features).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
     x = features.double()
     return x.mean(0), torch.cov(x.T).reshape(x.shape[1], x.shape[1])
+
+
+def _finite_double(value, name: str) -> torch.Tensor:
+    """``value`` as a finite float64 tensor, or an error naming ``name``."""
+    tensor = torch.as_tensor(value)
+    if tensor.is_complex():
+        raise TypeError(f"{name} must be real, got a complex tensor")
+    tensor = tensor.double()
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return tensor
 
 
 def _sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
@@ -192,8 +231,8 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     :math:`\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}` (same eigenvalues, and no
     complex round-off as with a general matrix square root).
     """
-    mu1, mu2 = torch.as_tensor(mu1).double(), torch.as_tensor(mu2).double()
-    cov1, cov2 = torch.as_tensor(cov1).double(), torch.as_tensor(cov2).double()
+    mu1, cov1 = _finite_double(mu1, "mu1"), _finite_double(cov1, "cov1")
+    mu2, cov2 = _finite_double(mu2, "mu2"), _finite_double(cov2, "cov2")
     dim = mu1.shape[-1] if mu1.ndim == 1 else -1
     for name, cov in (("cov1", cov1), ("cov2", cov2)):
         if cov.shape != (dim, dim) or mu2.shape != mu1.shape:
@@ -224,7 +263,11 @@ def fid(real_images, fake_images, classifier: FashionClassifier | None = None) -
     give larger values). Compare models only at equal numbers of images,
     and say how many.
     """
-    classifier = classifier or load_classifier()
+    if classifier is None:
+        classifier = load_classifier()
+    elif not callable(getattr(classifier, "features", None)):
+        raise TypeError(f"classifier must be a FashionClassifier (or have its features method), "
+                        f"got {type(classifier).__name__}")  # fmt: skip
     real = classifier.features(as_images(real_images, "real_images"))
     fake = classifier.features(as_images(fake_images, "fake_images"))
     return frechet_distance(
@@ -235,10 +278,16 @@ def fid(real_images, fake_images, classifier: FashionClassifier | None = None) -
 # -- precision and recall --------------------------------------------------------
 
 
-def _check_points(points, name: str, like: torch.Tensor | None = None, like_name: str = ""):
-    """Rows of points (N, D) as float32, finite; as wide as ``like`` if given."""
+def _check_points(
+    points, name: str, like: torch.Tensor | None = None, like_name: str = "", *,
+    dtype: torch.dtype | None = torch.float32,
+):  # fmt: skip
+    """Rows of points (N, D) as ``dtype`` (None: a floating dtype kept, others float32),
+    finite; as wide as ``like`` if given."""
     if not isinstance(points, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(points).__name__}")
+    if points.is_complex():
+        raise TypeError(f"{name} must be real, got a complex tensor")
     if points.ndim != 2 or len(points) == 0:
         raise ValueError(f"{name} must be a non-empty tensor of shape (N, D)")
     if not torch.isfinite(points).all():
@@ -247,7 +296,9 @@ def _check_points(points, name: str, like: torch.Tensor | None = None, like_name
         raise ValueError(
             f"{name} has {points.shape[1]} columns but {like_name} has {like.shape[1]}"
         )
-    return points.float() if like is None else points.float().to(like.device)
+    if dtype is None:
+        dtype = points.dtype if points.is_floating_point() else torch.float32
+    return points.to(dtype) if like is None else points.to(like.device, dtype)
 
 
 def _check_k(k, most: int) -> None:
@@ -256,7 +307,11 @@ def _check_k(k, most: int) -> None:
 
 
 def kth_neighbour_distance(points: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
-    """Distance from each point to its k-th nearest other point: (N,)."""
+    """Distance from each point of ``points`` (N, D) to its k-th nearest other point: (N,).
+    The distances are computed ``chunk`` points at a time."""
+    points = _check_points(points, "points", dtype=None)  # float64 stays float64
+    _check_k(k, len(points) - 1)  # k-th neighbour other than itself
+    check_positive_int("chunk", chunk)
     radii = [
         torch.cdist(block, points).kthvalue(k + 1, dim=1).values  # k + 1: itself is at 0
         for block in points.split(chunk)
@@ -301,7 +356,7 @@ def mode_coverage(samples, centres, scale: float) -> dict[str, float | int]:
     if samples.shape[1] != 2:
         raise ValueError(f"samples must be 2-D points (N, 2), got {tuple(samples.shape)}")
     centres = _check_points(centres, "centres", samples, "samples")
-    if not isinstance(scale, int | float) or not 0 < scale < math.inf:
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 < scale < math.inf:
         raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     distance, nearest = torch.cdist(samples, centres).min(dim=1)  # (N,), (N,)
     good = distance <= 3 * scale
@@ -336,6 +391,11 @@ def memorisation(fake, train, k: int = 1, *, held_out=None) -> dict[str, float]:
     if held_out is not None:
         held_distances = distances(_check_points(held_out, "held_out", fake, "fake"))
         result["held_out_median"] = held_distances.median().item()
+        if result["held_out_median"] == 0:
+            raise ValueError(
+                "held_out lies on the training points (its median distance to them is 0): "
+                "held-out points must not be training points"
+            )
         result["ratio"] = result["fake_median"] / result["held_out_median"]
         close = fake_distances < held_distances.quantile(0.01)
         result["copied_fraction"] = close.float().mean().item()

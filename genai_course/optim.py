@@ -17,6 +17,34 @@ from collections.abc import Callable
 
 import torch
 
+from genai_course.config import check_non_negative_int, check_real
+
+
+def _check_callable(name: str, value) -> None:
+    if not callable(value):
+        raise TypeError(f"{name} must be a function, got {type(value).__name__}")
+
+
+def _start(x0) -> torch.Tensor:
+    """The starting point as a new floating tensor (integers become the default float
+    dtype), or an error naming ``x0``: complex or non-finite starts are refused."""
+    x = torch.as_tensor(x0).detach().clone()
+    if x.is_complex():
+        raise TypeError("x0 must be real, got a complex tensor")
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    if not torch.isfinite(x).all():
+        raise ValueError("x0 must be finite, got NaN or infinite values")
+    return x
+
+
+def _scalar(value: torch.Tensor) -> torch.Tensor:
+    """``f(x)``, checked to be one number: what a gradient is taken of."""
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"f must return one number (a tensor of one element), got {shape}")
+    return value.reshape(())
+
 
 def gradient_descent(
     f: Callable[[torch.Tensor], torch.Tensor],
@@ -29,22 +57,26 @@ def gradient_descent(
 
     ``grad`` is the gradient written by hand; without it, autograd computes
     :math:`\nabla f` from ``f``. A path that overflows is returned as it is
-    (its later points ``inf`` or ``nan``): divergence is a result to look at.
+    (its later points ``inf`` or ``nan``): divergence is a result to look at. ``x0``
+    itself must be finite.
     """
-    if lr < 0:
-        raise ValueError(f"lr must be >= 0, got {lr!r}")
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    x = torch.as_tensor(x0).detach().clone()
-    if not x.is_floating_point():
-        x = x.to(torch.get_default_dtype())
+    _check_callable("f", f)
+    if grad is not None:
+        _check_callable("grad", grad)
+    lr = check_real("lr", lr, 0)
+    check_non_negative_int("steps", steps)
+    x = _start(x0)
     path = [x.clone()]
     for _ in range(steps):
         if grad is not None:
             g = grad(x)
+            if not isinstance(g, torch.Tensor) or g.shape != x.shape:
+                shape = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+                raise ValueError(f"grad must return a tensor of the shape of x0, "
+                                 f"{tuple(x.shape)}; got {shape}")  # fmt: skip
         else:
             x_ = x.clone().requires_grad_(True)
-            (g,) = torch.autograd.grad(f(x_), x_)
+            (g,) = torch.autograd.grad(_scalar(f(x_)), x_)
         x = x - lr * g
         path.append(x.detach().clone())
     return torch.stack(path)
@@ -61,15 +93,19 @@ def trajectory(
     ``make_optimizer`` builds the optimizer for a list of parameters, e.g.
     ``lambda params: Adam(params, lr=0.1)``; the gradient comes from autograd.
     """
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    x = torch.as_tensor(x0).detach().clone()
-    x = (x if x.is_floating_point() else x.to(torch.get_default_dtype())).requires_grad_(True)
+    _check_callable("f", f)
+    _check_callable("make_optimizer", make_optimizer)
+    check_non_negative_int("steps", steps)
+    x = _start(x0).requires_grad_(True)
     optimizer = make_optimizer([x])
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"make_optimizer must return a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
     path = [x.detach().clone()]
     for _ in range(steps):
         optimizer.zero_grad()
-        f(x).backward()
+        _scalar(f(x)).backward()
         optimizer.step()
         path.append(x.detach().clone())
     return torch.stack(path)
@@ -78,16 +114,43 @@ def trajectory(
 class _PerParameter(torch.optim.Optimizer):
     """The loop every optimizer here shares: apply ``_update`` to each parameter."""
 
+    def __init__(self, params, defaults: dict):
+        if isinstance(params, torch.Tensor):
+            raise TypeError("params must be an iterable of tensors (model.parameters(), [x]), "
+                            "got a tensor: put it in a list")  # fmt: skip
+        try:
+            params = list(params)
+        except TypeError:
+            raise TypeError(
+                f"params must be an iterable of tensors, got {type(params).__name__}"
+            ) from None
+        if not params:
+            raise ValueError("params is empty: there is nothing to optimise")
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for theta in group["params"]:
+                if not (theta.is_floating_point() or theta.is_complex()):
+                    raise TypeError(f"params must be floating-point tensors, got {theta.dtype}")
+
     @torch.no_grad()
     def step(self, closure=None):
+        """One update of every parameter that has a gradient. Values are not checked (this
+        is the training step, where a check would wait for the device): a NaN or infinite
+        gradient gives NaN parameters, as in ``torch.optim``."""
         loss = None
         if closure is not None:
+            _check_callable("closure", closure)
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
             for theta in group["params"]:
-                if theta.grad is not None:
-                    self._update(theta, theta.grad, self.state[theta], group)
+                if theta.grad is None:
+                    continue
+                # as torch.optim does: a complex parameter is its real and imaginary parts
+                view, grad = theta, theta.grad
+                if theta.is_complex():
+                    view, grad = torch.view_as_real(theta), torch.view_as_real(grad)
+                self._update(view, grad, self.state[theta], group)
         return loss
 
     def _update(self, theta: torch.Tensor, grad: torch.Tensor, state: dict, group: dict):
@@ -114,12 +177,11 @@ class SGD(_PerParameter):
         nesterov: bool = False,
         weight_decay: float = 0.0,
     ):
-        if lr < 0:
-            raise ValueError(f"lr must be >= 0, got {lr!r}")
-        if momentum < 0:
-            raise ValueError(f"momentum must be >= 0, got {momentum!r}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        lr, momentum = check_real("lr", lr, 0), check_real("momentum", momentum, 0)
+        dampening = check_real("dampening", dampening, 0, 1)
+        weight_decay = check_real("weight_decay", weight_decay, 0)
+        if not isinstance(nesterov, bool):
+            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov needs momentum > 0 and dampening = 0")
         defaults = dict(
@@ -165,16 +227,15 @@ class Adam(_PerParameter):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ):
-        if lr < 0:
-            raise ValueError(f"lr must be >= 0, got {lr!r}")
-        if not all(0 <= beta < 1 for beta in betas) or len(betas) != 2:
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps!r}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        lr = check_real("lr", lr, 0)
+        try:
+            beta1, beta2 = (check_real("betas", beta, 0, 1, high_open=True) for beta in betas)
+        except (TypeError, ValueError):  # not two numbers, or one outside [0, 1)
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}") from None
+        eps = check_real("eps", eps, 0, low_open=True)
+        weight_decay = check_real("weight_decay", weight_decay, 0)
         super().__init__(
-            params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+            params, dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
         )
 
     def _update(self, theta, grad, state, group):

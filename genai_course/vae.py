@@ -15,6 +15,10 @@ which training maximises, and the importance-weighted bound (Burda et al.,
 2016) that tightens it towards :math:`\log p_\theta(x)` as the number of
 samples :math:`k` grows. Images are floats in [0, 1] (the Bernoulli targets);
 models return decoder *logits*.
+
+What runs in the training step (the networks, :func:`reparameterize`, and
+:func:`elbo` and :func:`negative_elbo` with ``check_values=False``) checks types and
+shapes but not values, which would wait for the device every step: NaN in, NaN out.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genai_course.config import check_positive_int
+from genai_course.config import check_generator, check_positive_int
 from genai_course.distributions import Normal
 from genai_course.information import gaussian_kl
 
@@ -58,7 +62,17 @@ class _VAEBase(nn.Module):
                 f"x must be a batch of examples with {expected} values each; got shape "
                 f"{tuple(x.shape)} ({per_example} per example).{hint}"
             )
-        return x.reshape(len(x), expected)
+        return x.reshape(len(x), expected).to(next(self.parameters()).dtype)  # (B, expected)
+
+    def _codes(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` as codes (B, latent_dim) of the weights' dtype, or an error that says why not."""
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+            raise TypeError(
+                f"z must be a floating-point torch.Tensor of codes (B, {self.latent_dim})"
+            )
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+        return z.to(next(self.parameters()).dtype)
 
     def forward(
         self, x: torch.Tensor, generator: torch.Generator | None = None
@@ -75,6 +89,7 @@ class _VAEBase(nn.Module):
         images usually shown) in eval mode; ``torch.bernoulli`` of them gives
         binary samples."""
         check_positive_int("n", n)
+        check_generator("generator", generator)
         weight = next(self.parameters())
         noise_device = generator.device if generator is not None else weight.device
         z = torch.randn(n, self.latent_dim, generator=generator, device=noise_device)
@@ -88,6 +103,10 @@ class _VAEBase(nn.Module):
         for name, z in (("z0", z0), ("z1", z1)):
             if not isinstance(z, torch.Tensor) or tuple(z.shape) != (self.latent_dim,):
                 raise ValueError(f"{name} must be a tensor of shape ({self.latent_dim},)")
+            if not z.is_floating_point():
+                raise TypeError(f"{name} must be a floating-point tensor, got {z.dtype}")
+            if not torch.isfinite(z).all():
+                raise ValueError(f"{name} contains NaN or infinite values")
         weight = next(self.parameters())
         t = torch.linspace(0, 1, steps, device=z0.device, dtype=z0.dtype)[:, None]  # (steps, 1)
         return self._probabilities(((1 - t) * z0 + t * z1).to(weight.device, weight.dtype))
@@ -130,7 +149,7 @@ class VAE(_VAEBase):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Bernoulli logits of every pixel: (B, input_dim)."""
-        return self.decoder(z)
+        return self.decoder(self._codes(z))
 
 
 class ConvVAE(_VAEBase):
@@ -170,7 +189,7 @@ class ConvVAE(_VAEBase):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Bernoulli logits of every pixel: (B, 1, 28, 28)."""
-        return self.decoder(z)
+        return self.decoder(self._codes(z))
 
 
 # -- the bound ---------------------------------------------------------------------
@@ -183,8 +202,10 @@ def reparameterize(
     :math:`\sigma = e^{\frac12 \log\sigma^2}` and :math:`\varepsilon \sim \mathcal{N}(0, I)`:
     a draw from :math:`\mathcal{N}(\mu, \sigma^2)` through which gradients
     reach ``mu`` and ``logvar``; the randomness is all in :math:`\varepsilon`."""
-    if not isinstance(mu, torch.Tensor) or not isinstance(logvar, torch.Tensor):
-        raise TypeError("mu and logvar must be torch.Tensors")
+    for name, value in (("mu", mu), ("logvar", logvar)):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point torch.Tensor")
+    check_generator("generator", generator)
     if mu.shape != logvar.shape:
         raise ValueError(
             f"mu and logvar must have the same shape, got {tuple(mu.shape)} and "
@@ -204,13 +225,16 @@ class ELBO(NamedTuple):
     kl: torch.Tensor  # KL(q(z | x) || N(0, I)), in closed form
 
 
-def _check_targets(x: torch.Tensor, values: bool = True) -> None:
+def _check_targets(x: torch.Tensor, values: bool = True, **finite: torch.Tensor) -> None:
+    """``x`` floating, and with ``values`` in [0, 1] and the ``finite`` tensors finite, all
+    with one read-back from the device."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError("x must be a floating-point torch.Tensor of pixel values in [0, 1]")
     if not (values and x.numel()):
         return
-    low, high = torch.aminmax(x)  # one pass and one read-back; NaN propagates to both
-    low, high = torch.stack((low, high)).tolist()
+    low, high = torch.aminmax(x)  # one pass; NaN propagates to both
+    flags = [torch.isfinite(t).all().to(low) for t in finite.values()]
+    low, high, *good = torch.stack((low, high, *flags)).tolist()
     if math.isnan(low) or math.isnan(high):
         raise ValueError("x contains NaN")
     if low < 0 or high > 1:
@@ -220,6 +244,9 @@ def _check_targets(x: torch.Tensor, values: bool = True) -> None:
             "(or standardised) give a 'binary cross-entropy' that is no log-likelihood: "
             "map them back with (x + 1) / 2"
         )
+    for name, ok in zip(finite, good, strict=True):
+        if not ok:
+            raise ValueError(f"{name} contains NaN or infinite values")
 
 
 def elbo(
@@ -238,14 +265,20 @@ def elbo(
     :func:`genai_course.information.gaussian_kl`; the reconstruction term is
     PyTorch's one-kernel ``binary_cross_entropy_with_logits``, which the tests
     show equal to the book's :func:`genai_course.information.binary_cross_entropy_with_logits`.
-    ``check_values=False`` skips the check that ``x`` is in [0, 1], which reads two numbers
-    back from the device: for a caller whose ``x`` is binary by construction (the recipe's
-    batches, fresh from :func:`~genai_course.data.binarize`), so that a training step
-    needs no read-back.
+    ``check_values=False`` skips the check that ``x`` is in [0, 1] and that ``x_logits``,
+    ``mu`` and ``logvar`` are finite, which reads numbers back from the device: for a caller
+    whose ``x`` is binary by construction (the recipe's batches, fresh from
+    :func:`~genai_course.data.binarize`), so that a training step needs no read-back; NaN
+    in then gives NaN out.
     """
-    _check_targets(x, check_values)
+    if not isinstance(check_values, bool):
+        raise TypeError(f"check_values must be True or False, got {check_values!r}")
+    _check_targets(x, values=False)
     if x.ndim == 0 or len(x) == 0:
         raise ValueError(f"x must be a non-empty batch of examples, got shape {tuple(x.shape)}")
+    for name, value in (("x_logits", x_logits), ("mu", mu), ("logvar", logvar)):
+        if isinstance(value, torch.Tensor) and not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
     if not isinstance(x_logits, torch.Tensor) or x_logits.shape[:1] != x.shape[:1]:
         raise ValueError("x_logits must be a tensor with one row per example of x")
     if x_logits[0].numel() != x[0].numel():
@@ -257,6 +290,7 @@ def elbo(
         raise ValueError(f"mu must have shape (B, latent_dim) with B = {len(x)}")
     if not isinstance(logvar, torch.Tensor) or logvar.shape != mu.shape:
         raise ValueError(f"logvar must have the shape of mu, {tuple(mu.shape)}")
+    _check_targets(x, check_values, x_logits=x_logits, mu=mu, logvar=logvar)
     targets, logits = x.reshape(len(x), -1), x_logits.reshape(len(x), -1)
     reconstruction = -F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(-1)
     kl = gaussian_kl(mu, logvar)  # (B,)
@@ -270,6 +304,8 @@ def negative_elbo(
     """The training loss: :math:`-\\mathrm{ELBO}` of each example of ``x``
     (B,), with one reparameterised sample of :math:`z` per example (``check_values``:
     see :func:`elbo`)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a VAE (an nn.Module), got {type(model).__name__}")
     x_logits, mu, logvar = model(x, generator)
     return -elbo(x, x_logits, mu, logvar, check_values=check_values).elbo
 
@@ -303,11 +339,14 @@ def iwae_log_likelihood(
     log-likelihood (grey levels in [0, 1] are accepted, but their Bernoulli
     "likelihood" is not one; see the chapter). Runs in eval mode.
     """
+    if not isinstance(model, _VAEBase):
+        raise TypeError(f"model must be a VAE or ConvVAE, got {type(model).__name__}")
     check_positive_int("k", k)
     if chunk_size is None:
         cpu = next(model.parameters()).device.type == "cpu"
         chunk_size = 1024 if cpu else 16_384
     check_positive_int("chunk_size", chunk_size)
+    check_generator("generator", generator)
     _check_targets(x)
     if x.ndim == 0 or len(x) == 0:
         raise ValueError(f"x must be a non-empty batch of examples, got shape {tuple(x.shape)}")
@@ -321,10 +360,10 @@ def iwae_log_likelihood(
 
 def _iwae(model, x, k, chunk_size, generator) -> torch.Tensor:
     """The estimate itself, block by block of examples and chunk by chunk of codes."""
-    device = next(model.parameters()).device
+    weight = next(model.parameters())
     per_block = max(1, chunk_size // k)  # examples per block
     estimates = []
-    for block in x.to(device).split(per_block):
+    for block in x.to(weight.device, weight.dtype).split(per_block):
         mu, logvar = model.encode(block)  # (b, J) each
         q = Normal(mu, torch.exp(0.5 * logvar))
         targets = block.reshape(len(block), -1)  # (b, D)

@@ -1,12 +1,24 @@
+import copy
 import math
 import re
+import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
 
-from genai_course.coursework import _nbgrader, grade, student_edition, write_student_edition
+from genai_course import coursework
+from genai_course.coursework import (
+    Grade,
+    _Execute,
+    _nbgrader,
+    find_reference,
+    grade,
+    main,
+    student_edition,
+    write_student_edition,
+)
 from genai_course.exercises import EXERCISES, check
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
@@ -85,45 +97,196 @@ def test_the_student_edition_has_stubs_and_no_solution_text(tmp_path):
 
 
 def test_grading_gives_full_marks_to_the_book_and_zero_to_the_student_edition(tmp_path):
-    book = grade(FAST)
+    book = grade(FAST, FAST)
     assert book and all(g.score == g.points > 0 for g in book)
-    student = grade(student_edition(FAST, tmp_path / FAST.name))
+    student = grade(student_edition(FAST, tmp_path / FAST.name), FAST)
     assert [g.grade_id for g in student] == [g.grade_id for g in book]
     assert all(g.score == 0 and "not implemented yet" in g.message for g in student)
 
 
-def _tiny_assignment(grading_source: str) -> nbformat.NotebookNode:
+# -- the grader against hostile submissions, on a tiny instructor's notebook -----------------
+
+# (grade id, check id, points, the function and its solution): four exercises, checked in seconds
+TINY = [
+    ("tiny_bits_per_dim", "pipeline.bits_per_dim", 1,
+     "my_bits_per_dim(nll_nats, num_dims)", "return nll_nats / (num_dims * math.log(2))"),
+    ("tiny_image_log_likelihood", "pipeline.image_log_likelihood", 2,
+     "my_image_log_likelihood(theta, x)",
+     "return (x * torch.log(theta) + (1 - x) * torch.log1p(-theta)).sum(dim=-1)"),
+    ("tiny_entropy", "cross_entropy.entropy", 1,
+     "my_entropy(p)", "return torch.where(p > 0, -p * torch.log(p), torch.zeros_like(p)).sum()"),
+    ("tiny_gaussian_mle", "likelihood.gaussian_mle", 1,
+     "my_gaussian_mle(x)", "return x.mean(dim=0), ((x - x.mean(dim=0)) ** 2).mean(dim=0)"),
+]  # fmt: skip
+FULL_MARKS = [(grade_id, points, points) for grade_id, _, points, _, _ in TINY]
+
+
+def _tiny_instructors_notebook() -> nbformat.NotebookNode:
+    """Four graded exercises with the book's nbgrader metadata (see notebooks/pipeline.ipynb)."""
     nb = nbformat.v4.new_notebook()
-    solution = nbformat.v4.new_code_cell(
-        "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"
-    )
-    solution.metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "f_sol"}
-    grading = nbformat.v4.new_code_cell(grading_source)
-    grading.metadata["nbgrader"] = {"grade": True, "grade_id": "f", "points": 2, "locked": True}
-    nb.cells = [solution, grading]
+    nb.metadata.kernelspec = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    imports = "import math\n\nimport torch\n\nfrom genai_course.exercises import check"
+    nb.cells = [nbformat.v4.new_code_cell(imports)]
+    common = {"schema_version": 3, "task": False}
+    for grade_id, exercise_id, points, signature, body in TINY:
+        solution = nbformat.v4.new_code_cell(
+            f"def {signature}:\n    ### BEGIN SOLUTION\n    {body}\n    ### END SOLUTION"
+        )
+        solution.metadata.nbgrader = {
+            "grade": False, "grade_id": f"{grade_id}_solution", "locked": False, "solution": True,
+            **common,
+        }  # fmt: skip
+        name = signature.split("(")[0]
+        grading = nbformat.v4.new_code_cell(
+            f'# grading cell: {points} points\nassert check("{exercise_id}", {name})'
+        )
+        grading.metadata.nbgrader = {
+            "grade": True, "grade_id": grade_id, "locked": True, "points": points,
+            "solution": False, **common,
+        }  # fmt: skip
+        nb.cells += [solution, grading]
     return nb
 
 
-def test_edited_grading_cells_are_restored_from_the_instructors_notebook(tmp_path):
-    nbformat.write(_tiny_assignment("assert f() == 1"), tmp_path / "book.ipynb")
-    student = student_edition(tmp_path / "book.ipynb", tmp_path / "student.ipynb")
-    tampered = nbformat.read(student, as_version=4)
-    tampered.cells[1].source = "pass  # the assert removed"
-    nbformat.write(tampered, tmp_path / "tampered.ipynb")
-    assert [g.score for g in grade(tmp_path / "tampered.ipynb")] == [2.0]  # fooled without it
-    restored = grade(tmp_path / "tampered.ipynb", tmp_path / "book.ipynb")
-    assert [(g.score, g.points) for g in restored] == [(0.0, 2.0)]
-    tampered.cells = tampered.cells[:1]  # the grading cell deleted
-    nbformat.write(tampered, tmp_path / "deleted.ipynb")
-    (missing,) = grade(tmp_path / "deleted.ipynb", tmp_path / "book.ipynb")
-    assert missing.score == 0 and "missing" in missing.message
+@pytest.fixture(scope="module")
+def instructor(tmp_path_factory) -> Path:
+    """The tiny instructor's notebook, alone in its folder (like notebooks/)."""
+    path = tmp_path_factory.mktemp("instructor") / "tiny.ipynb"
+    nbformat.write(_tiny_instructors_notebook(), path)
+    return path
+
+
+def _cell(nb, grade_id: str) -> nbformat.NotebookNode:
+    return next(cell for cell in nb.cells if _nbgrader(cell).get("grade_id") == grade_id)
+
+
+def _answer(nb, grade_id: str, body: str) -> None:
+    """The student's function of exercise ``grade_id`` becomes ``body``."""
+    cell = _cell(nb, f"{grade_id}_solution")
+    cell.source = cell.source.splitlines()[0] + "\n" + textwrap.indent(body, "    ")
+
+
+def _table(grades) -> list[tuple[str, float, float]]:
+    return [(g.grade_id, g.score, g.points) for g in grades]
+
+
+def _graded(nb, tmp_path, instructor, **kwargs):
+    nbformat.write(nb, tmp_path / "submission.ipynb")
+    return grade(tmp_path / "submission.ipynb", instructor, **kwargs)
+
+
+def test_points_grade_ids_grading_cells_and_kernel_come_from_the_instructors_notebook(
+    tmp_path, instructor
+):
+    nb = nbformat.read(instructor, as_version=4)
+    nb.metadata.kernelspec = {"name": "no-such-kernel", "display_name": "R", "language": "R"}
+    # a wrong answer, its grading cell emptied and worth 100 points
+    _answer(nb, "tiny_bits_per_dim", "return 0.0")
+    _cell(nb, "tiny_bits_per_dim").source = "pass  # the assert removed"
+    _cell(nb, "tiny_bits_per_dim").metadata.nbgrader["points"] = 100
+    # a right answer, its grading cell three more times, each worth 10 points
+    likelihood = _cell(nb, "tiny_image_log_likelihood")
+    for _ in range(3):
+        twin = nbformat.v4.new_code_cell("pass", metadata=copy.deepcopy(likelihood.metadata))
+        twin.metadata.nbgrader["points"] = 10
+        nb.cells.append(twin)
+    # a wrong answer, and a check that passes everything, defined before its grading cell
+    _answer(nb, "tiny_entropy", "return p.sum()")
+    nb.cells.insert(1, nbformat.v4.new_code_cell("def check(*args, **kwargs):\n    return True"))
+    # a right answer, its grading cell deleted
+    nb.cells.remove(_cell(nb, "tiny_gaussian_mle"))
+    # grade cells the instructor never wrote, one with metadata that nbgrader cannot read
+    bonus, unreadable = nbformat.v4.new_code_cell("pass"), nbformat.v4.new_code_cell("pass")
+    bonus.metadata.nbgrader = {**likelihood.metadata.nbgrader, "grade_id": "bonus", "points": 50}
+    unreadable.metadata.nbgrader = {"grade": True, "points": "lots"}
+    nb.cells += [bonus, unreadable]
+    grades = _graded(nb, tmp_path, instructor)
+    assert _table(grades) == [
+        ("tiny_bits_per_dim", 0.0, 1),
+        ("tiny_image_log_likelihood", 2.0, 2),
+        ("tiny_entropy", 0.0, 1),
+        ("tiny_gaussian_mle", 0.0, 1),
+    ]
+    assert [g.message for g in grades[:2]] == ["the result has wrong values.", "passed"]
+    assert "missing" in grades[3].message
+
+
+def test_cells_that_loop_or_kill_the_kernel_score_zero_and_the_rest_is_graded(tmp_path, instructor):
+    nb = nbformat.read(instructor, as_version=4)
+    _answer(nb, "tiny_bits_per_dim", "import os\nos._exit(1)")  # kills the kernel when checked
+    _answer(nb, "tiny_image_log_likelihood", "while True:\n    pass")  # loops when checked
+    grades = _graded(nb, tmp_path, instructor, timeout=12)
+    # the others are graded: the notebook ran again without the cell that killed the kernel,
+    # so their solutions have the first cell's imports
+    assert _table(grades) == [
+        ("tiny_bits_per_dim", 0.0, 1),
+        ("tiny_image_log_likelihood", 0.0, 2),
+        ("tiny_entropy", 1.0, 1),
+        ("tiny_gaussian_mle", 1.0, 1),
+    ]
+    assert grades[0].message.startswith("DeadKernelError: the kernel died in this cell")
+    assert (
+        grades[1].message == "CellTimeoutError: the cell ran longer than 12 s and was interrupted"
+    )
+
+
+def test_an_uninterruptible_cell_is_stopped_and_the_notebook_runs_again_without_it():
+    nb = nbformat.v4.new_notebook()
+    loop = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in ("x = 1", loop, "print(x + 1)")]
+    _Execute(timeout=2, iopub_timeout=1, kernel_name="python3").preprocess(nb, {})
+    assert nb.cells[1].outputs[-1].ename == "CellTimeoutError"
+    assert "ignored the interrupt" in nb.cells[1].outputs[-1].evalue
+    assert nb.cells[2].outputs[0].text == "2\n"
+
+
+def test_make_grade_finds_a_renamed_submissions_notebook_by_its_grade_ids(
+    tmp_path, instructor, monkeypatch, capsys
+):
+    renamed = tmp_path / "ada final (2).ipynb"
+    renamed.write_bytes(instructor.read_bytes())
+    assert find_reference(renamed, instructor.parent) == instructor
+    graded = []  # what main asked grade for; grading itself is tested above
+
+    def fake_grade(path, reference, *, timeout):
+        graded.append((path, reference, timeout))
+        return [Grade(grade_id, points, 0.5, "") for grade_id, _, points in FULL_MARKS]
+
+    monkeypatch.setattr(coursework, "grade", fake_grade)
+    main(["grade", str(renamed), "--notebooks", str(instructor.parent), "--timeout", "60"])
+    assert graded == [(str(renamed), instructor, 60)]
+    table = capsys.readouterr().out
+    assert f"graded against {instructor}" in table
+    assert re.search(r"^total\s+2 / 5\s*$", table, re.MULTILINE), table
+
+
+def test_a_submission_without_its_instructors_notebook_is_refused(tmp_path, instructor):
+    nb = nbformat.read(instructor, as_version=4)
+    for cell in nb.cells:
+        if _nbgrader(cell):
+            cell.metadata.nbgrader["grade_id"] = "other_" + cell.metadata.nbgrader["grade_id"]
+    nbformat.write(nb, tmp_path / "tiny.ipynb")  # the reference's name, none of its grade ids
+    with pytest.raises(SystemExit, match="no notebook in .* shares a grade id"):
+        main(["grade", str(tmp_path / "tiny.ipynb"), "--notebooks", str(instructor.parent)])
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    for name in ("a.ipynb", "b.ipynb"):
+        (twins / name).write_bytes(instructor.read_bytes())
+    with pytest.raises(ValueError, match="shares 8 grade ids with each of"):
+        find_reference(instructor, twins)
+
+
+def test_the_book_notebook_of_a_renamed_submission_is_found_by_its_grade_ids(tmp_path):
+    for chapter in NOTEBOOKS:
+        renamed = student_edition(chapter, tmp_path / "submission.ipynb")
+        assert find_reference(renamed, chapter.parent) == chapter
 
 
 def test_bad_paths_are_named(tmp_path):
     with pytest.raises(ValueError, match="source must be an existing .ipynb notebook"):
         student_edition(tmp_path / "missing.ipynb", tmp_path / "out.ipynb")
     with pytest.raises(ValueError, match="path must be an existing .ipynb notebook"):
-        grade(tmp_path / "notes.txt")
+        grade(tmp_path / "notes.txt", FAST)
     with pytest.raises(ValueError, match="reference must be an existing .ipynb notebook"):
         grade(FAST, tmp_path / "missing.ipynb")
     with pytest.raises(ValueError, match="holds no .ipynb notebooks"):

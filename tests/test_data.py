@@ -1,6 +1,8 @@
 import gzip
 import hashlib
+import re
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,93 @@ def test_second_load_reads_the_decoded_cache(tmp_path):
     second = load_dataset(tiny_spec(), root=tmp_path / "root", download=False)
     assert torch.equal(first.images, second.images)
     assert len(list((data.cache_dir() / "decoded").glob("tiny-*.npy"))) == 2
+
+
+# -- the decoded cache ----------------------------------------------------------
+
+
+def cached_root(tmp_path: Path) -> Path:
+    """A root with the tiny dataset, loaded once: both files are in the decoded cache."""
+    root = tmp_path / "root"
+    write_gz(root, "imgs", IMAGES)
+    write_gz(root, "labs", LABELS)
+    load_dataset(tiny_spec(), root=root)
+    return root
+
+
+def decoded_cache(name: str) -> Path:
+    (path,) = (data.cache_dir() / "decoded").glob(f"tiny-{name}-*.npy")
+    return path
+
+
+def flip(raw: bytes, at: int) -> bytes:
+    return raw[:at] + bytes([raw[at] ^ 0xFF]) + raw[at + 1 :]
+
+
+DAMAGES = {  # name: (the file damaged, how)
+    "truncated": ("imgs", lambda path, raw: path.write_bytes(raw[:-7])),
+    "empty": ("labs", lambda path, raw: path.write_bytes(b"")),
+    "flipped data byte": ("imgs", lambda path, raw: path.write_bytes(flip(raw, len(raw) - 20))),
+    "flipped header byte": ("labs", lambda path, raw: path.write_bytes(flip(raw, 20))),
+    "other labels": ("labs", lambda path, raw: np.save(path, np.array([0, 0, 9, 0, 0], np.uint8))),
+    "labels as int64": ("labs", lambda path, raw: np.save(path, LABELS.astype(np.int64))),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_cache_is_decoded_again_with_a_warning(tmp_path, damage):
+    root = cached_root(tmp_path)
+    name, spoil = DAMAGES[damage]
+    path = decoded_cache(name)
+    good = path.read_bytes()
+    spoil(path, good)
+    with pytest.warns(data.DamagedCacheWarning, match=rf"{re.escape(str(path))} is damaged"):
+        ds = load_dataset(tiny_spec(), root=root, download=False)
+    np.testing.assert_array_equal(ds.images.numpy(), IMAGES)
+    assert ds.labels.tolist() == [3, 1, 4, 1, 5]
+    assert path.read_bytes() == good  # written again, and trusted from then on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(tiny_spec(), root=root, download=False)
+    assert leftovers(path.parent) == sorted(
+        [path.name, decoded_cache("imgs" if name == "labs" else "labs").name]
+    )
+
+
+def test_a_damaged_cache_without_its_source_is_refused_not_used(tmp_path):
+    root = cached_root(tmp_path)
+    path = decoded_cache("labs")
+    np.save(path, LABELS[::-1])  # well-formed, the right shape, the wrong labels
+    for f in root.iterdir():
+        f.unlink()
+    with (
+        pytest.warns(data.DamagedCacheWarning),
+        pytest.raises(DatasetNotFoundError, match="Tiny file labs was not found"),
+    ):
+        load_dataset(tiny_spec(), root=root, download=False)
+    assert not path.exists()  # it will not be warned about again
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_failed_cache_write_leaves_no_temporary_file(tmp_path, monkeypatch, error):
+    write_gz(tmp_path / "root", "imgs", IMAGES)
+    write_gz(tmp_path / "root", "labs", LABELS)
+
+    def half_save(file, array):
+        file.write(b"\x93NUMPY half an array")
+        raise error
+
+    with monkeypatch.context() as patch:
+        patch.setattr(data.np, "save", half_save)
+        if isinstance(error, OSError):  # a full or read-only disk only costs speed
+            ds = load_dataset(tiny_spec(), root=tmp_path / "root")
+            assert ds.labels.tolist() == [3, 1, 4, 1, 5]
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                load_dataset(tiny_spec(), root=tmp_path / "root")
+    assert leftovers(data.cache_dir() / "decoded") == []
+    load_dataset(tiny_spec(), root=tmp_path / "root")
+    assert len(leftovers(data.cache_dir() / "decoded")) == 2  # the next load caches them
 
 
 def test_unknown_split_is_named():

@@ -4,10 +4,11 @@ import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from genai_course import distributions
 from genai_course.distributions import (
     Bernoulli,
     Binomial,
@@ -120,6 +121,151 @@ def test_multivariate_normal_matches_scipy(dim, seed):
     reference = stats.multivariate_normal(loc, cov)
     close(dist.log_prob(torch.from_numpy(x)), reference.logpdf(x).reshape(7))
     close(dist.entropy(), reference.entropy())
+
+
+# -- exact in the default dtype (float32) at large n -----------------------------------
+# the book's users write Binomial(10**6, 0.5), in float32; lgamma(n + 1) ~ 1.3e7 there,
+# so log n! - log k! - log (n - k)! in float32 kept no digit of a log-pmf near -7
+
+large_n = st.one_of(st.integers(0, 2000), st.integers(10**5, 10**6), st.just(10**6))
+
+
+def held(dist_p: torch.Tensor) -> float:
+    """The probability a float32 distribution holds: the reference must use it too."""
+    return float(dist_p.double().item())
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=large_n, p=st.floats(0, 1), data=st.data())
+def test_binomial_log_prob_is_exact_in_float32_at_large_n(n, p, data):
+    dist = Binomial(n, p)
+    assert dist.p.dtype == torch.float32
+    p = held(dist.p)
+    sd = math.sqrt(n * p * (1 - p))
+    near_the_mean = st.integers(max(0, int(n * p - 5 * sd)), min(n, int(n * p + 5 * sd) + 1))
+    k = data.draw(st.one_of(st.integers(0, n), near_the_mean), label="k")
+    ours = dist.log_prob(float(k))
+    assert ours.dtype == torch.float32
+    reference = stats.binom.logpmf(k, n, p)
+    if reference == -math.inf:
+        assert ours.item() == -math.inf
+    else:
+        np.testing.assert_allclose(ours.item(), reference, rtol=1e-5)
+
+
+@settings(max_examples=12, deadline=None)
+@given(n=large_n, p=st.floats(0, 1))
+@example(n=10**6, p=0.5)
+@example(n=10**6, p=1e-4)
+def test_binomial_entropy_is_exact_in_float32_at_large_n(n, p):
+    dist = Binomial(n, p)
+    reference = stats.binom.entropy(n, held(dist.p))  # a sum over the whole support
+    ours = dist.entropy()
+    assert ours.dtype == torch.float32
+    np.testing.assert_allclose(ours.item(), reference, rtol=1e-5, atol=1e-12)
+
+
+def renormalised(probs: torch.Tensor) -> np.ndarray:
+    """The probabilities a float32 multinomial computes with."""
+    pi = probs.double().numpy()
+    return pi / pi.sum(-1, keepdims=True)
+
+
+@settings(max_examples=8, deadline=None)
+@given(probs=simplex(2, 3), n=large_n)
+def test_multinomial_entropy_is_exact_in_float32_at_large_n(probs, n):
+    dist = Multinomial(n, torch.tensor(probs, dtype=torch.float32))
+    ours = dist.entropy()
+    assert ours.dtype == torch.float32 and ours.item() >= 0
+    reference = stats.multinomial.entropy(n, renormalised(dist.probs))
+    np.testing.assert_allclose(ours.item(), reference, rtol=1e-5, atol=1e-12)
+
+
+def test_multinomial_entropy_of_the_report():
+    # float32 gave 5.17 here (scipy: 4.18), and a negative entropy at n = 10**6
+    np.testing.assert_allclose(
+        Multinomial(1000, [0.5, 0.5]).entropy().item(), 4.179668908635904, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        Multinomial(10**6, [0.5, 0.5]).entropy().item(), stats.binom.entropy(10**6, 0.5), rtol=1e-6
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(probs=simplex(2, 4), n=large_n, seed=st.integers(0, 2**32 - 1))
+def test_multinomial_log_prob_is_exact_in_float32_at_large_n(probs, n, seed):
+    dist = Multinomial(n, torch.tensor(probs, dtype=torch.float32))
+    pi = renormalised(dist.probs)
+    x = np.random.default_rng(seed).multinomial(n, pi)
+    ours = dist.log_prob(torch.tensor(x, dtype=torch.float32))
+    assert ours.dtype == torch.float32
+    np.testing.assert_allclose(ours.item(), stats.multinomial.logpmf(x, n, pi), rtol=1e-5)
+
+
+@pytest.mark.parametrize("variance", [1e2, 1e3, 1e4, 1e5])
+@pytest.mark.parametrize("p", [0.5, 0.1, 1e-3, 0.97])
+def test_entropy_series_error_is_below_its_bound(variance, p, monkeypatch):
+    """Above a variance of 1e5 the entropy is a series with error < 0.1 / variance**2;
+    checked here against the exact sum below that, where the error is larger."""
+    n = torch.tensor(float(round(variance / (p * (1 - p)))), dtype=torch.float64)
+    dist = Binomial(n, torch.tensor(p, dtype=torch.float64))
+    variance = dist.variance.item()
+    monkeypatch.setattr(distributions, "SERIES_VARIANCE", math.inf)
+    exact = dist.entropy().item()
+    monkeypatch.setattr(distributions, "SERIES_VARIANCE", 0.0)
+    series = dist.entropy().item()
+    assert abs(series - exact) <= 0.1 / variance**2 + 1e-13
+    # and the leading term is the normal approximation 1/2 log(2 pi e n p (1 - p))
+    assert abs(series - 0.5 * math.log(2 * math.pi * math.e * variance)) < 1 / variance
+
+
+def test_entropy_at_huge_n_is_the_normal_approximation():
+    f64 = torch.float64
+    n, p = 10**15, 0.3
+    variance = n * p * (1 - p)
+    normal = 0.5 * math.log(2 * math.pi * math.e * variance)
+    ours = Binomial(torch.tensor(float(n), dtype=f64), torch.tensor(p, dtype=f64)).entropy()
+    assert abs(ours.item() - normal) < 1e-12
+    # a multinomial: 1/2 log((2 pi e n)^(K - 1) prod_k pi_k), up to O(1/n)
+    pi = [0.2, 0.3, 0.5]
+    normal = 0.5 * (2 * math.log(2 * math.pi * math.e * n) + sum(map(math.log, pi)))
+    ours = Multinomial(n, torch.tensor(pi, dtype=f64)).entropy()
+    assert abs(ours.item() - normal) < 1e-12
+    # float32 holds n = 10**9 exactly
+    ours = Binomial(10**9, 0.5).entropy()
+    np.testing.assert_allclose(ours.item(), 0.5 * math.log(2 * math.pi * math.e * 2.5e8), rtol=1e-6)
+
+
+def test_a_count_that_float32_would_round_is_refused():
+    with pytest.raises(ValueError, match=r"n = 16777217 rounds to 16777216\.0 in torch\.float32"):
+        Binomial(2**24 + 1, 0.5)
+    exact = Binomial(2**24 + 1, torch.tensor(0.5, dtype=torch.float64))  # float64 holds it
+    assert exact.n.item() == 2**24 + 1
+    with pytest.raises(ValueError, match=r"n must be at most 2\*\*53"):
+        Multinomial(2**53 + 1, [0.5, 0.5])
+
+
+def test_binomial_log_prob_gradient_is_the_score():
+    # d/dp log p(k) = k / p - (n - k) / (1 - p), summed over k; torch.distributions agrees
+    p = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    k = torch.tensor([0.0, 5.0, 20.0], dtype=torch.float64)
+    Binomial(20, p).log_prob(k).sum().backward()
+    expected = (k / 0.3 - (20 - k) / 0.7).sum()
+    torch.testing.assert_close(p.grad, expected)
+    theirs = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    torch.distributions.Binomial(20, probs=theirs).log_prob(k).sum().backward()
+    torch.testing.assert_close(p.grad, theirs.grad)
+
+
+def test_categorical_sample_defaults_to_one_draw_per_distribution():
+    probs = torch.tensor([[0.2, 0.8], [0.5, 0.5], [1.0, 0.0]])
+    one = Categorical(probs[0]).sample()
+    assert one.shape == () and one.item() in (0.0, 1.0)
+    draws = Categorical(probs).sample(generator=torch.Generator().manual_seed(0))
+    expected = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(0))[:, 0]
+    assert draws.shape == (3,) and torch.equal(draws, expected.float())
+    assert draws[2] == 0  # category 1 has probability 0
+    assert Categorical(probs).sample(4).shape == (4, 3)  # an int is one dimension
 
 
 # -- dtype, broadcasting, moments ------------------------------------------------

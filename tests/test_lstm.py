@@ -109,6 +109,43 @@ def test_shapes_and_errors():
         CharLSTM(10, dropout=1.0)
 
 
+def test_lstm_cell_state_must_be_a_pair():
+    cell = LSTMCell(5, 7)
+    x, h, c = torch.randn(3, 5), torch.randn(3, 7), torch.randn(3, 7)
+    # a (2, 3, 7) tensor used to be split silently into h and c
+    for bad in (torch.stack([h, c]), h, (h,), [h, c, c]):
+        with pytest.raises(TypeError, match=r"state must be a pair \(h, c\)"):
+            cell(x, bad)
+    with pytest.raises(ValueError, match=r"state\[1\] \(c\) must have shape \(3, 7\)"):
+        cell(x, (h, torch.randn(2, 7)))
+    with pytest.raises(TypeError, match=r"state\[0\] \(h\) must be a torch.float32 tensor"):
+        cell(x, (h.double(), c))
+    torch.testing.assert_close(cell(x, [h, c]), cell(x, (h, c)))  # a list is a pair too
+    # the stack of cells checks its (h0, c0) as well
+    with pytest.raises(TypeError, match="state must be a pair"):
+        LSTM(5, 7, 2)(x[:, None], torch.zeros(2, 2, 3, 7))
+    with pytest.raises(ValueError, match=r"state\[0\] \(h\) must have shape \(2, 3, 7\)"):
+        LSTM(5, 7, 2)(x[:, None], (torch.zeros(1, 3, 7), torch.zeros(2, 3, 7)))
+
+
+def test_inputs_of_the_wrong_kind_are_named():
+    with pytest.raises(TypeError, match="x must be a torch.float32 tensor"):
+        LSTMCell(5, 3)(torch.randn(2, 5, dtype=torch.float64))
+    with pytest.raises(TypeError, match="h must be a torch.Tensor"):
+        RNNCell(5, 3)(torch.randn(2, 5), [[0.0] * 3] * 2)
+    with pytest.raises(ValueError, match="at least one time step"):
+        LSTM(5, 3)(torch.randn(2, 0, 5))
+    model = CharLSTM(10, embed_dim=4, hidden_size=8, num_layers=1)
+    with pytest.raises(ValueError, match=r"ids must be in 0\.\.9"):
+        model(torch.tensor([[0, 10]]))  # an IndexError deep inside the embedding before
+    with pytest.raises(ValueError, match="ids must be integer indices"):
+        model(torch.tensor([[True, False]]))
+    logits, _ = model(torch.tensor([[1, 2]], dtype=torch.int16))  # any integer dtype
+    torch.testing.assert_close(logits, model(torch.tensor([[1, 2]]))[0])
+    with pytest.raises(ValueError, match="ids must be integer indices"):
+        text_chunks(torch.tensor([1 + 1j] * 40), batch_size=2, seq_len=3)
+
+
 def test_dropout_acts_in_training_mode_only():
     torch.manual_seed(0)
     model = CharLSTM(10, embed_dim=4, hidden_size=8, num_layers=2, dropout=0.5)
@@ -168,6 +205,14 @@ def test_generation_is_seeded_and_learns_a_pattern():
     assert model.training  # mode restored
 
 
+def test_generate_at_a_tiny_temperature_is_greedy():
+    model, vocab, _ = trained_on("abcabdabcabd ", steps=100)
+    greedy = generate(model, vocab, "ab", 12, top_k=1)
+    for temperature in (1e-3, 1e-300):  # logits / 1e-300 overflowed to inf, softmax to NaN
+        rng = torch.Generator().manual_seed(0)
+        assert generate(model, vocab, "ab", 12, temperature=temperature, generator=rng) == greedy
+
+
 def test_temperature_and_top_k_limits():
     model, vocab, _ = trained_on("abcabdabcabd ", steps=100)
     rng = torch.Generator().manual_seed(0)
@@ -225,6 +270,32 @@ def test_fit_with_tbptt_learns_a_text_in_order():
     bits = history.epochs["bits per char"]
     assert bits[-1] < 0.5 < bits[0]  # a repeated sentence becomes nearly certain
     assert history.epochs["loss"][-1] == pytest.approx(bits[-1] * math.log(2))
+
+
+@pytest.mark.parametrize("clip", [math.nan, math.inf, 0.0, -1.0, True, "1"])
+def test_tbptt_step_refuses_a_clip_that_is_not_a_positive_number(clip):
+    # clip = nan made every weight NaN after the first step
+    model = CharLSTM(5, embed_dim=4, hidden_size=8, num_layers=1)
+    with pytest.raises(ValueError, match="clip must be a finite number > 0, or None"):
+        tbptt_step(model, torch.optim.SGD(model.parameters(), lr=0.1), clip=clip)
+
+
+@pytest.mark.parametrize("clip", [0.01, 1e9, None])
+def test_tbptt_step_clips_the_gradient_norm_to_clip(clip):
+    torch.manual_seed(0)
+    chunk = text_chunks(torch.randint(0, 5, (60,)), batch_size=2, seq_len=9)[:1]  # (1, 2, 10)
+    model = CharLSTM(5, embed_dim=4, hidden_size=8, num_layers=1)
+    start = [p.detach().clone() for p in model.parameters()]
+    # the reference: the gradient by hand, scaled to norm clip if longer (None: not scaled)
+    logits, _ = model(chunk[0, :, :-1])
+    loss = nn.functional.cross_entropy(logits.reshape(-1, 5), chunk[0, :, 1:].reshape(-1))
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    norm = torch.cat([g.flatten() for g in grads]).norm()
+    scale = 1.0 if clip is None else min(1.0, clip / (norm.item() + 1e-6))
+    step = tbptt_step(model, torch.optim.SGD(model.parameters(), lr=0.1), clip=clip)
+    step(chunk, torch.tensor([0]))
+    for p, p0, g in zip(model.parameters(), start, grads, strict=True):
+        torch.testing.assert_close(p.detach(), p0 - 0.1 * scale * g)
 
 
 def test_tbptt_carries_the_state_and_restarts_it_at_position_zero():

@@ -150,10 +150,64 @@ def test_temperature_flattens_or_sharpens():
     assert cold < 0.01  # nearly always the most probable
 
 
+def test_small_temperatures_tend_to_the_most_probable_character():
+    # twenty characters: even the most probable next one has p < 0.2, and p ** (1 / T)
+    # underflowed to 0 for every character at T = 1e-3; in log space it is the argmax
+    text = "abcdefghijklmnopqrst" * 3 + "ab"
+    model = NGramModel(1, smoothing=1.0).fit(text)
+    greedy = "a"
+    for _ in range(30):
+        greedy += model.vocab.chars[int(model.probs(greedy).argmax())]
+    assert greedy.startswith("abcdefghijklmnopqrstabc")
+    for temperature in (1e-3, 1e-30, 1e-300, 5e-324):
+        rng = torch.Generator().manual_seed(0)
+        assert model.sample(30, "a", temperature=temperature, generator=rng) == greedy
+
+
+def test_tied_characters_share_the_limit_of_a_small_temperature():
+    model = NGramModel(0, smoothing=1.0).fit("aabbc")  # p(a) = p(b) = 3/8, p(c) = 2/8
+    rng = torch.Generator().manual_seed(0)
+    sample = model.sample(2000, temperature=1e-3, generator=rng)
+    assert "c" not in sample and abs(sample.count("a") / 2000 - 0.5) < 5 * (0.25 / 2000) ** 0.5
+
+
+def test_temperature_raises_the_probabilities_to_the_power_one_over_t():
+    model = NGramModel(0, smoothing=1.0).fit("aaaaaabbbc")
+    p = model.probs("")  # (7, 4, 2) / 13
+    for temperature in (0.5, 2.0):
+        weights = p ** (1 / temperature) / (p ** (1 / temperature)).sum()
+        n = 4000
+        sample = model.sample(
+            n, temperature=temperature, generator=torch.Generator().manual_seed(1)
+        )
+        freq = torch.tensor([sample.count(c) / n for c in model.vocab.chars], dtype=torch.float64)
+        standard_error = (weights * (1 - weights) / n).sqrt()
+        assert ((freq - weights).abs() <= 5 * standard_error).all()
+
+
+@pytest.mark.parametrize("temperature", [True, "1", None, torch.tensor(1.0)])
+def test_temperature_must_be_a_real_number(temperature):
+    model = NGramModel(1).fit("abab")
+    with pytest.raises(TypeError, match="temperature must be a real number"):
+        model.sample(3, "a", temperature=temperature)
+
+
+def test_numpy_temperatures_and_orders_are_numbers():
+    model = NGramModel(np.int64(1), smoothing=np.float32(0.5)).fit("abcab")
+    assert model.order == 1 and model.smoothing == 0.5
+    one = model.sample(
+        5, "a", temperature=np.float32(0.5), generator=torch.Generator().manual_seed(0)
+    )
+    two = model.sample(5, "a", temperature=0.5, generator=torch.Generator().manual_seed(0))
+    assert one == two
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
         (lambda m: m.sample(10, "ab", temperature=0), "temperature must be a number > 0"),
+        (lambda m: m.sample(10, "ab", temperature=math.inf), "temperature must be a number > 0"),
+        (lambda m: m.sample(10, "ab", temperature=math.nan), "temperature must be a number > 0"),
         (lambda m: m.sample(10, "ab", temperature=-1.0), "temperature must be a number > 0"),
         (lambda m: m.sample(10, "a"), "prompt must be a string of at least order=2"),
         (lambda m: m.sample(0, "ab"), "length must"),
@@ -178,3 +232,26 @@ def test_model_arguments_are_checked():
         NGramModel(1).with_smoothing(0.1)
     with pytest.raises(ValueError, match="smoothing must be > 0"):
         NGramModel(1).fit("abab").with_smoothing(-1.0)
+    for smoothing in (math.inf, math.nan, True):  # inf gave probabilities inf / inf = NaN
+        with pytest.raises(ValueError, match="smoothing must be > 0 and finite"):
+            NGramModel(1, smoothing=smoothing)
+    with pytest.raises(TypeError, match="vocab must be a CharVocab"):
+        NGramModel(1).fit("abab", vocab="ab")
+    with pytest.raises(TypeError, match="context must be a string"):
+        NGramModel(1).fit("abab").probs(["a"])
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        NGramModel(1).fit("abab").sample(3, "a", generator=0)
+
+
+def test_decode_and_the_stationary_distribution_refuse_what_is_not_real():
+    vocab = CharVocab("abcd")
+    assert vocab.decode([]) == "" and vocab.decode(np.array([3, 0])) == "da"
+    for ids in ([True, False], torch.tensor([1 + 1j]), [0.5]):
+        with pytest.raises(ValueError, match="ids must be a 1-D sequence of integer indices"):
+            vocab.decode(ids)
+    with pytest.raises(TypeError, match="ids must be"):
+        vocab.decode("ab")
+    with pytest.raises(TypeError, match="matrix must be real"):  # was cast to real, silently
+        stationary_distribution(torch.tensor([[0.5 + 1j, 0.5], [0.5, 0.5]]))
+    with pytest.raises(ValueError, match="matrix must be square and non-empty"):
+        stationary_distribution(torch.empty(0, 0))

@@ -12,6 +12,12 @@ the model through :func:`genai_course.distributed.wrap`, and ``fit`` gives each
 process its share of every batch. Rank 0 draws the progress bar, writes the
 checkpoint, prints a summary, (``--summary``) writes it as JSON and (``--save``)
 writes the trained weights. The book's page "Scaling out" explains each step.
+
+Every output file is checked before training starts (its folder is created
+and must take a new file), so a typo in a path costs no training; each is
+written to a temporary file and renamed. On ``--resume`` this command's
+settings (the recipe's, with the flags' changes) win over the checkpoint's
+(``fit``'s rule), so the summary's learning rate is the one the optimizer used.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import torch
 from genai_course import distributed
 from genai_course.config import PROFILES, get_profile
 from genai_course.device import get_device
+from genai_course.train import checkpoint as ckpt
 from genai_course.train.recipes import RECIPES, Recipe, Settings
 
 POSITIVE = ("epochs", "batch_size", "train_size", "checkpoint_every")  # flags that must be >= 1
@@ -93,6 +100,20 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--resume and --checkpoint-every need --checkpoint")
 
 
+def _check_outputs(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop with a usage error naming the flag and path if an output file cannot be
+    written: before any training. Every process reads the checkpoint on --resume,
+    so each checks it; --summary and --save only the process that writes them."""
+    writes_reports = os.environ.get("RANK", "0") == "0"  # rank 0, before init tells
+    for flag in ("checkpoint", "summary", "save"):
+        path = getattr(args, flag)
+        if path is not None and (flag == "checkpoint" or writes_reports):
+            try:
+                ckpt.check_writable(path, f"--{flag}")
+            except ValueError as err:
+                p.error(str(err))
+
+
 def settings_of(args: argparse.Namespace, recipe: Recipe, world_size: int) -> Settings:
     """The recipe's settings under ``--profile``, with the flags' changes; the
     learning rate scaled (``--scale-lr``) by the combined batch over the recipe's."""
@@ -118,7 +139,7 @@ def _summary(args, settings: Settings, trained, cluster: distributed.Cluster) ->
         "threads per process": torch.get_num_threads(),
         "batch size per process": settings.batch_size,
         "combined batch": settings.batch_size * cluster.world_size,
-        "lr": settings.lr,
+        "lr": settings.lr,  # the one used, on --resume too: fit's settings win
         "epochs": settings.epochs,
         "training examples": n,
         "seconds training": seconds,
@@ -139,12 +160,11 @@ def _report(args, summary: dict, trained) -> None:
         + ", ".join(f"{key} {value:.4g}" for key, value in last.items())
     )
     if args.summary is not None:
-        args.summary.parent.mkdir(parents=True, exist_ok=True)
-        args.summary.write_text(json.dumps(summary, indent=1) + "\n")
+        text = json.dumps(summary, indent=1) + "\n"
+        ckpt.write_file_atomic(args.summary, lambda out: out.write(text.encode()), "--summary")
     if args.save is not None:
-        args.save.parent.mkdir(parents=True, exist_ok=True)
         weights = {k: v.cpu() for k, v in trained.model.state_dict().items()}
-        torch.save(weights, args.save)
+        ckpt.write_atomic(weights, args.save, "--save")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -152,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = parser()
     args = p.parse_args(argv)
     _check(p, args)
+    _check_outputs(p, args)
     recipe = RECIPES[args.model]
     if not recipe.parallel and os.environ.get("WORLD_SIZE", "1") != "1":
         p.error(f"{args.model} trains on one process only; run it without torchrun")

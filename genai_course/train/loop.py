@@ -66,7 +66,8 @@ def _check_arguments(
     optimizer, data, loss_fn, step, evaluate, *, seed, shuffle, checkpoint, checkpoint_every,
     resume, **counts,
 ):
-    """Validate ``fit``'s arguments; return its step, its optimizers (a dict) and its tensors."""
+    """Validate ``fit``'s arguments; return its step, its optimizers (a dict), its tensors
+    and its checkpoint's path (None if none), checked writable."""
     if (loss_fn is None) == (step is None):
         raise ValueError("pass exactly one of loss_fn (a loss to descend) and step (an update)")
     optimizers = dict(optimizer) if isinstance(optimizer, Mapping) else {"optimizer": optimizer}
@@ -90,6 +91,8 @@ def _check_arguments(
         check_positive_int("checkpoint_every", checkpoint_every)
     if (checkpoint_every is not None or resume) and checkpoint is None:
         raise ValueError("checkpoint_every and resume need a checkpoint= path")
+    # a checkpoint that cannot be written is found out now, not after the training
+    path = ckpt.check_writable(checkpoint, "checkpoint") if checkpoint is not None else None
     tensors = (data,) if isinstance(data, torch.Tensor) else tuple(data)
     if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
         raise TypeError("data must be a tensor or a sequence of tensors")
@@ -105,7 +108,7 @@ def _check_arguments(
             f"data has {n} examples but there are {world_size} processes (WORLD_SIZE); "
             "each needs at least one"
         )
-    return step, optimizers, tensors
+    return step, optimizers, tensors, path
 
 
 def _start(path, resume, run, module, optimizers, seed, cluster) -> tuple[History, Position]:
@@ -182,28 +185,30 @@ def fit(
 ) -> History:  # fmt: skip
     """Train ``model`` on ``data`` for ``epochs`` passes; return the :class:`History`.
 
-    ``data`` is a tensor, or tensors sharing their first dimension (a batch is
-    the same rows of each), moved once to the device of ``model``'s parameters.
-    Each step descends the batch mean of ``loss_fn(*batch)`` (a loss per
-    example) with ``optimizer``, or calls ``step(*batch)``, which makes the
-    whole update itself (a GAN's two, with a dict of optimizers) and returns
-    its metrics. Batches of ``batch_size`` follow a permutation drawn on the
-    CPU from (``seed``, epoch), or the data's own order if ``shuffle`` is
-    False (text read in order, see ``lstm.tbptt_step``). ``evaluate()`` runs
-    in eval mode after each epoch; its metrics go to ``history.epochs``.
-    ``checkpoint`` is written at the end and every ``checkpoint_every`` steps;
-    ``resume`` continues from it, with any batch size or number of processes
-    (with the same ones, on the CPU, bit-identical to an uninterrupted run). Metrics are read back
+    ``data`` is a tensor, or tensors sharing their first dimension (a batch is the same rows of
+    each), moved once to the device of ``model``'s parameters. Each step descends the batch mean
+    of ``loss_fn(*batch)`` (a loss per example) with ``optimizer``, or calls ``step(*batch)``,
+    which makes the whole update itself (a GAN's two, with a dict of optimizers) and returns its
+    metrics. Batches of ``batch_size`` follow a permutation drawn on the CPU from (``seed``,
+    epoch), or the data's own order if ``shuffle`` is False (text read in order, see
+    ``lstm.tbptt_step``). ``evaluate()`` runs in eval mode after each epoch; its metrics go to
+    ``history.epochs``. ``checkpoint`` (checked writable before the first step) is written at
+    the end and every ``checkpoint_every`` steps; ``resume`` continues from it, with any batch
+    size or number of processes (with the same ones, on the CPU, bit-identical to an
+    uninterrupted run): the weights, optimizer state and place from the checkpoint, the epochs,
+    batch size and optimizer hyperparameters from this call (a new ``lr`` is the one used); the
+    rest must match (the rule: :mod:`~genai_course.train.checkpoint`). Metrics are read back
     from the device every ``log_every`` steps; ``desc`` labels the progress bar.
 
-    Under ``torchrun`` each process takes its share of every batch and only
-    rank 0 draws and writes (:mod:`~genai_course.train.parallel`); the loss
-    must call the model through :func:`genai_course.distributed.wrap`.
+    Under ``torchrun`` each process takes its share of every batch and only rank 0 draws
+    and writes (:mod:`~genai_course.train.parallel`); the loss must call the model through
+    :func:`genai_course.distributed.wrap`.
 
     Raises:
         FloatingPointError: a metric became NaN or infinite; names the step.
+        ValueError, OSError: ``checkpoint`` cannot be written, or is another run's; names it.
     """
-    step, optimizers, tensors = _check_arguments(
+    step, optimizers, tensors, path = _check_arguments(
         optimizer, data, loss_fn, step, evaluate, seed=seed, shuffle=shuffle,
         checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
         epochs=epochs, batch_size=batch_size, log_every=log_every,
@@ -213,7 +218,6 @@ def fit(
     device = next(module.parameters(), tensors[0]).device
     tensors, n = tuple(t.to(device) for t in tensors), len(tensors[0])
     run = {"n": n, "seed": seed, "shuffle": shuffle}  # what a resume must match
-    path = Path(checkpoint) if checkpoint is not None else None
     history, at = _start(path, resume, run, module, optimizers, seed, cluster)
     parallel.check_same_settings({
         "examples": n, "batch_size": batch_size, "epochs": epochs, "seed": seed, "shuffle": shuffle,
@@ -223,10 +227,9 @@ def fit(
     state = {"run": run, "module": module, "optimizers": optimizers}  # what is checkpointed
 
     # -- the loop ------------------------------------------------------------------
-    bar = _progress_bar(at, n, epochs, batch_size, desc, cluster)
     pending: list[Mapping[str, torch.Tensor | float]] = []  # metrics not yet read back
     model.train()
-    with bar:
+    with _progress_bar(at, n, epochs, batch_size, desc, cluster) as bar:
         while at.epoch < epochs:
             order = epoch_order(n, seed, at.epoch) if shuffle else torch.arange(n)
             mine = parallel.shard(order, at.consumed, cluster).to(device)  # this rank's

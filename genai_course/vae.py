@@ -310,6 +310,43 @@ def negative_elbo(
     return -elbo(x, x_logits, mu, logvar, check_values=check_values).elbo
 
 
+# -- how much of the code is used ----------------------------------------------------------
+
+
+class LatentUsage(NamedTuple):
+    """Per latent dimension (J,): how much the encoder uses it, over a set of images."""
+
+    kl: torch.Tensor  # mean over the images of KL(q(z_j | x) || N(0, 1)), nats
+    mean_variance: torch.Tensor  # variance over the images of the posterior mean mu_j(x)
+    active: torch.Tensor  # bool: mean_variance above the threshold
+
+
+@torch.no_grad()
+def latent_usage(model: VAE | ConvVAE, x: torch.Tensor, threshold: float = 0.01) -> LatentUsage:
+    r"""Which latent dimensions carry information about ``x`` (B, ...) in [0, 1], in eval mode.
+
+    A dimension :math:`j` is *active* when its posterior mean moves with the image:
+    :math:`\mathrm{Var}_x\big(\mathbb{E}_{q(z \mid x)}[z_j]\big)` exceeds ``threshold``
+    (Burda et al., 2016). A collapsed one has :math:`q(z_j \mid x) \approx \mathcal{N}(0, 1)`
+    for every :math:`x`: its share of the KL term is near 0, and so is what it tells the decoder.
+    """
+    if not isinstance(model, _VAEBase):
+        raise TypeError(f"model must be a VAE or ConvVAE, got {type(model).__name__}")
+    _check_targets(x)
+    if len(x) < 2:
+        raise ValueError(f"x must hold at least 2 images to have a variance, got {len(x)}")
+    if not (isinstance(threshold, int | float) and not isinstance(threshold, bool)
+            and threshold >= 0):  # fmt: skip
+        raise ValueError(f"threshold must be a number >= 0, got {threshold!r}")
+    was_training = model.training
+    model.eval()
+    mu, logvar = model.encode(x)  # (B, J) each
+    model.train(was_training)
+    kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar)  # (B, J): gaussian_kl before its sum
+    variance = mu.var(dim=0, unbiased=False)  # (J,)
+    return LatentUsage(kl.mean(0), variance, variance > threshold)
+
+
 # -- the likelihood ----------------------------------------------------------------
 
 

@@ -284,3 +284,39 @@ def test_empty_unbatched_and_nan_inputs_are_named():
     x[0, 0] = float("nan")
     with pytest.raises(ValueError, match="x contains NaN"):
         elbo(x, torch.randn(2, 4), torch.zeros(2, 2), torch.zeros(2, 2))
+
+
+def test_latent_usage_finds_a_collapsed_dimension_and_matches_the_kl():
+    torch.manual_seed(0)
+    model = genai_course.vae.VAE(784, 64, 4).double()
+    with torch.no_grad():
+        model.to_mu.weight *= 20  # posterior means that move with the image
+        for layer in (model.to_mu, model.to_logvar):  # dimension 2 ignores the image
+            layer.weight[2] = 0
+            layer.bias[2] = 0
+    x = torch.rand(50, 28, 28, dtype=torch.float64)
+    usage = genai_course.vae.latent_usage(model, x)
+    mu, logvar = model.encode(x)
+    assert torch.allclose(usage.kl.sum(), gaussian_kl(mu, logvar).mean())
+    assert torch.allclose(usage.mean_variance, torch.from_numpy(mu.detach().numpy().var(0)))
+    assert usage.kl[2] == 0 and usage.mean_variance[2] == 0
+    assert usage.active.tolist() == [True, True, False, True]
+    assert genai_course.vae.latent_usage(model, x, threshold=1e9).active.sum() == 0
+    assert model.training  # left as it was
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (("not a model", torch.rand(4, 784)), TypeError, "model must be a VAE"),
+        ((None, torch.rand(1, 784)), ValueError, "at least 2 images"),
+        ((None, torch.rand(4, 784) + 1), ValueError, r"x must be in \[0, 1\]"),
+        ((None, torch.rand(4, 784), -0.1), ValueError, "threshold must be a number >= 0"),
+        ((None, torch.rand(4, 784), True), ValueError, "threshold must be a number >= 0"),
+    ],
+)
+def test_latent_usage_refuses_bad_input(args, error, match):
+    model = genai_course.vae.VAE(784, 16, 2)
+    args = tuple(model if a is None else a for a in args)
+    with pytest.raises(error, match=match):
+        genai_course.vae.latent_usage(*args)

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genai_course.config import check_positive_int
-from genai_course.markov import CharVocab, check_temperature
+from genai_course.decoding import check_decoding, next_token_probs, sample_tokens
+from genai_course.markov import CharVocab
 
 
 def _check_tensor(t, name: str, like: torch.Tensor) -> None:
@@ -364,11 +365,16 @@ def generate(
     temperature: float = 1.0,
     top_k: int | None = None,
     generator: torch.Generator | None = None,
+    *,
+    top_p: float | None = None,
+    greedy: bool = False,
 ) -> str:
     """``prompt`` followed by ``length`` characters sampled from ``model``:
     each from :math:`\\mathrm{softmax}(\\ell / T)` over the ``top_k`` largest
-    logits (all if None), in eval mode, with the largest logit subtracted first
-    so that a small :math:`T` tends to the argmax. ``generator`` (on the CPU)
+    logits (all if None), then cut to the nucleus of mass ``top_p`` (all if
+    None), in eval mode, with the largest logit subtracted first so that a small
+    :math:`T` tends to the argmax; ``greedy=True`` takes the argmax itself
+    (:mod:`genai_course.decoding` has the rules). ``generator`` (on the CPU)
     fixes the draws."""
     if not isinstance(model, CharLSTM):
         raise TypeError(f"model must be a CharLSTM, got {type(model).__name__}")
@@ -381,13 +387,14 @@ def generate(
     if not isinstance(prompt, str) or not prompt:
         raise ValueError("prompt must be a non-empty string: the model needs a first character")
     check_positive_int("length", length)
-    check_temperature(temperature)
     if top_k is not None and (
         not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= len(vocab)
     ):
         raise ValueError(f"top_k must be None or an int from 1 to {len(vocab)}, got {top_k!r}")
     if len(vocab) != model.vocab_size:
         raise ValueError(f"vocab has {len(vocab)} characters but the model {model.vocab_size}")
+    options = {"greedy": greedy, "temperature": temperature, "top_k": top_k, "top_p": top_p}
+    check_decoding(len(vocab), **options)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -396,11 +403,8 @@ def generate(
     out = []
     for _ in range(length):
         last = logits[0, -1].double()  # (V,)
-        if top_k is not None:
-            last = last.masked_fill(last < last.topk(top_k).values[-1], -math.inf)
-        # softmax(l / T) = softmax((l - max l) / T): the largest is exp(0) = 1 for any T
-        probs = F.softmax((last - last.max()) / temperature, dim=0).cpu()
-        next_id = torch.multinomial(probs, 1, generator=generator)  # (1,)
+        probs = next_token_probs(last, **options).cpu()  # (V,)
+        next_id = sample_tokens(probs[None], generator=generator)  # (1,)
         out.append(next_id.item())
         logits, state = model(next_id[None].to(device), state)
     model.train(was_training)

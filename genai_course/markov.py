@@ -25,6 +25,7 @@ from collections import Counter
 import torch
 
 from genai_course.config import check_positive_int
+from genai_course.decoding import check_decoding, next_token_probs
 
 
 class CharVocab:
@@ -73,17 +74,22 @@ class CharVocab:
         return "".join(self.chars[i] for i in ids.tolist())
 
 
-def check_temperature(temperature) -> None:
-    """Raise ``TypeError`` unless ``temperature`` is a real number (a Python or
-    NumPy one, not a bool), ``ValueError`` unless it is finite and > 0."""
-    if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool):
-        raise TypeError(f"temperature must be a real number, got {type(temperature).__name__}")
-    if not 0 < temperature < math.inf:
-        raise ValueError(
-            f"temperature must be a number > 0 (and finite), got {temperature!r}; for the single "
-            "most probable continuation take the argmax instead (temperature -> 0 is greedy "
-            "decoding)"
-        )
+def perplexity(bits: float) -> float:
+    r"""The perplexity of a model that scores ``bits`` bits per character,
+
+    .. math:: \mathrm{PPL} = 2^{\text{bits/char}} = e^{\text{nats/char}},
+
+    the number of equally likely characters a uniform guess would choose among
+    to be as uncertain: a uniform model over :math:`V` characters has
+    perplexity :math:`V`. ``bits`` is a number >= 0 (``inf`` gives ``inf``)."""
+    if not isinstance(bits, numbers.Real) or isinstance(bits, bool):
+        raise TypeError(f"bits must be a real number, got {type(bits).__name__}")
+    if not bits >= 0:  # NaN fails this too
+        raise ValueError(f"bits must be a number >= 0 (bits per character), got {bits!r}")
+    try:
+        return 2.0 ** float(bits)
+    except OverflowError:  # more than about 1024 bits per character
+        return math.inf
 
 
 class NGramModel:
@@ -189,17 +195,21 @@ class NGramModel:
         prompt: str = "",
         *,
         temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
         generator: torch.Generator | None = None,
     ) -> str:
         """``prompt`` followed by ``length`` sampled characters. Each is drawn
         from :math:`p(\\cdot \\mid h)^{1/T}`, renormalised (``temperature``
         :math:`T`): :math:`\\mathrm{softmax}(\\log p(\\cdot \\mid h) / T)`, computed in
         log space, so that a small :math:`T` tends to the most probable character
-        (shared equally among ties) instead of underflowing to zeros. The prompt
-        needs at least ``order`` characters."""
+        (shared equally among ties) instead of underflowing to zeros; then, if
+        given, cut to the ``top_k`` most probable characters or to the nucleus of
+        mass ``top_p`` and renormalised (:func:`genai_course.decoding.next_token_probs`).
+        The prompt needs at least ``order`` characters."""
         vocab = self._fitted()
         check_positive_int("length", length)
-        check_temperature(temperature)
+        check_decoding(len(vocab), temperature=temperature, top_k=top_k, top_p=top_p)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(
                 f"generator must be a torch.Generator or None, got {type(generator).__name__}"
@@ -212,9 +222,9 @@ class NGramModel:
         text = prompt
         for _ in range(length):
             log_p = torch.log(self.probs(text))  # (V,), finite: smoothing > 0
-            # p^(1/T) / sum p^(1/T) = softmax(log p / T); shifted by its max so that the
+            # p^(1/T) / sum p^(1/T) = softmax(log p / T), shifted by its max so that the
             # most probable character gets exp(0) = 1 however small T is
-            weights = torch.softmax((log_p - log_p.max()) / temperature, dim=0)
+            weights = next_token_probs(log_p, temperature=temperature, top_k=top_k, top_p=top_p)
             text += vocab.chars[torch.multinomial(weights, 1, generator=generator).item()]
         return text
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genai_course.config import check_generator, check_positive_int
+from genai_course.config import check_generator, check_positive_int, check_real
 from genai_course.distributions import Normal
 from genai_course.information import gaussian_kl
 
@@ -271,6 +271,15 @@ def elbo(
     :func:`~genai_course.data.binarize`), so that a training step needs no read-back; NaN
     in then gives NaN out.
     """
+    _check_bound(x, x_logits, mu, logvar, check_values)
+    targets, logits = x.reshape(len(x), -1), x_logits.reshape(len(x), -1)
+    reconstruction = -F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(-1)
+    kl = gaussian_kl(mu, logvar)  # (B,)
+    return ELBO(reconstruction - kl, reconstruction, kl)
+
+
+def _check_bound(x, x_logits, mu, logvar, check_values: bool) -> None:
+    """The checks of :func:`elbo`'s arguments, shared by :func:`gaussian_elbo`."""
     if not isinstance(check_values, bool):
         raise TypeError(f"check_values must be True or False, got {check_values!r}")
     _check_targets(x, values=False)
@@ -291,23 +300,106 @@ def elbo(
     if not isinstance(logvar, torch.Tensor) or logvar.shape != mu.shape:
         raise ValueError(f"logvar must have the shape of mu, {tuple(mu.shape)}")
     _check_targets(x, check_values, x_logits=x_logits, mu=mu, logvar=logvar)
-    targets, logits = x.reshape(len(x), -1), x_logits.reshape(len(x), -1)
-    reconstruction = -F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(-1)
-    kl = gaussian_kl(mu, logvar)  # (B,)
-    return ELBO(reconstruction - kl, reconstruction, kl)
 
 
 def negative_elbo(
     model: VAE | ConvVAE, x: torch.Tensor, generator: torch.Generator | None = None, *,
-    check_values: bool = True,
+    beta: float | torch.Tensor = 1.0, check_values: bool = True,
 ) -> torch.Tensor:  # fmt: skip
     """The training loss: :math:`-\\mathrm{ELBO}` of each example of ``x``
     (B,), with one reparameterised sample of :math:`z` per example (``check_values``:
-    see :func:`elbo`)."""
+    see :func:`elbo`). With ``beta`` :math:`= \\beta \\ne 1`, the :math:`\\beta`-weighted
+    loss :math:`-(\\text{reconstruction} - \\beta\\, \\mathrm{KL})` (Higgins et al., 2017),
+    which bounds nothing unless :math:`\\beta = 1` (the chapter VAEs in practice); a 0-dim tensor
+    ``beta`` (a warm-up's, computed on the device) is used as it is, its value unchecked."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a VAE (an nn.Module), got {type(model).__name__}")
+    beta = _check_beta(beta)
     x_logits, mu, logvar = model(x, generator)
-    return -elbo(x, x_logits, mu, logvar, check_values=check_values).elbo
+    bound = elbo(x, x_logits, mu, logvar, check_values=check_values)
+    if isinstance(beta, float) and beta == 1.0:  # the bound itself, as it always was
+        return -bound.elbo
+    return -(bound.reconstruction - beta * bound.kl)
+
+
+def _check_beta(beta) -> float | torch.Tensor:
+    """``beta`` as a float >= 0, or a 0-dim floating tensor (unchecked: a warm-up's)."""
+    if isinstance(beta, torch.Tensor) and beta.ndim == 0 and not beta.is_complex():
+        return beta if beta.is_floating_point() else beta.float()
+    if isinstance(beta, torch.Tensor):
+        raise ValueError(f"beta must be a number >= 0 or a 0-dim tensor, got shape "
+                         f"{tuple(beta.shape)} and dtype {beta.dtype}")  # fmt: skip
+    return check_real("beta", beta, 0.0)
+
+
+# -- the Gaussian decoder ----------------------------------------------------------------
+
+
+def gaussian_log_likelihood(
+    x: torch.Tensor, x_mean: torch.Tensor, sigma: float
+) -> torch.Tensor:
+    r"""The log-density of a Gaussian decoder with a fixed standard deviation, per example (B,):
+
+    .. math:: \log \mathcal{N}(x; \bar x, \sigma^2 I)
+       = -\frac{\lVert x - \bar x \rVert^2}{2\sigma^2} - \frac{D}{2} \log(2\pi\sigma^2),
+
+    ``x`` and ``x_mean`` (:math:`\bar x`) with :math:`D` values per example each, ``sigma`` a
+    number > 0. The squared error is the only term that depends on the decoder: minimising
+    the mean-squared error is maximising this likelihood, for every :math:`\sigma`. Values are
+    not checked (it runs in the training step): NaN in, NaN out."""
+    for name, value in (("x", x), ("x_mean", x_mean)):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point torch.Tensor")
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty batch of examples, got shape {tuple(x.shape)}")
+    if x_mean.shape[:1] != x.shape[:1] or x_mean[0].numel() != x[0].numel():
+        raise ValueError(
+            f"x_mean must have one row of as many values per example as x; got shapes "
+            f"{tuple(x_mean.shape)} and {tuple(x.shape)}"
+        )
+    sigma = check_real("sigma", sigma, 0.0, low_open=True)
+    diff = (x.reshape(len(x), -1) - x_mean.reshape(len(x), -1)).to(x_mean.dtype)  # (B, D)
+    d = diff.shape[1]
+    # -||x - x_bar||^2 / (2 sigma^2) - D/2 log(2 pi sigma^2)
+    return -(diff**2).sum(-1) / (2 * sigma**2) - 0.5 * d * math.log(2 * math.pi * sigma**2)
+
+
+def gaussian_elbo(
+    x: torch.Tensor, x_logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
+    sigma: float, check_values: bool = True,
+) -> ELBO:  # fmt: skip
+    r"""The ELBO of each example under a Gaussian decoder
+    :math:`p_\theta(x \mid z) = \mathcal{N}(\bar x, \sigma^2 I)` with mean
+    :math:`\bar x = \sigma(a)`, the sigmoid of the decoder's outputs ``x_logits`` (so that
+    the same networks serve both decoders, and their ``sample`` shows :math:`\bar x`):
+    :func:`gaussian_log_likelihood` at one code minus the closed-form KL. ``x``: grey levels
+    in [0, 1]; ``check_values``: as in :func:`elbo`. A density on the continuous
+    :math:`[0, 1]^D`, in nats: it can be positive, and it cannot be compared with a Bernoulli
+    decoder's log-probabilities of binary images."""
+    _check_bound(x, x_logits, mu, logvar, check_values)
+    reconstruction = gaussian_log_likelihood(x, torch.sigmoid(x_logits), sigma)  # (B,)
+    kl = gaussian_kl(mu, logvar)  # (B,)
+    return ELBO(reconstruction - kl, reconstruction, kl)
+
+
+def gaussian_negative_elbo(
+    model: VAE | ConvVAE, x: torch.Tensor, sigma: float,
+    generator: torch.Generator | None = None, *, beta: float | torch.Tensor = 1.0,
+    check_values: bool = True,
+) -> torch.Tensor:  # fmt: skip
+    r"""The Gaussian decoder's training loss, per example (B,):
+    :math:`\frac{\lVert x - \bar x \rVert^2}{2\sigma^2} + \frac{D}{2}\log(2\pi\sigma^2)
+    + \beta\, \mathrm{KL}`, with one reparameterised code (:func:`gaussian_elbo`;
+    ``beta`` and ``check_values`` as in :func:`negative_elbo`). Multiplied by
+    :math:`2\sigma^2` it is the squared error plus :math:`2\sigma^2 \beta\, \mathrm{KL}`
+    and a constant: a fixed :math:`\sigma` acts as a :math:`\beta` of :math:`2\sigma^2`."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a VAE (an nn.Module), got {type(model).__name__}")
+    beta = _check_beta(beta)
+    sigma = check_real("sigma", sigma, 0.0, low_open=True)
+    x_logits, mu, logvar = model(x, generator)
+    bound = gaussian_elbo(x, x_logits, mu, logvar, sigma=sigma, check_values=check_values)
+    return -(bound.reconstruction - beta * bound.kl)
 
 
 # -- how much of the code is used ----------------------------------------------------------
@@ -333,8 +425,9 @@ def latent_usage(model: VAE | ConvVAE, x: torch.Tensor, threshold: float = 0.01)
     if not isinstance(model, _VAEBase):
         raise TypeError(f"model must be a VAE or ConvVAE, got {type(model).__name__}")
     _check_targets(x)
-    if len(x) < 2:
-        raise ValueError(f"x must hold at least 2 images to have a variance, got {len(x)}")
+    if x.ndim < 2 or len(x) < 2:
+        raise ValueError(f"x must hold at least 2 images to have a variance, got shape "
+                         f"{tuple(x.shape)}")  # fmt: skip
     if not (isinstance(threshold, int | float) and not isinstance(threshold, bool)
             and threshold >= 0):  # fmt: skip
         raise ValueError(f"threshold must be a number >= 0, got {threshold!r}")
@@ -418,3 +511,100 @@ def _iwae(model, x, k, chunk_size, generator) -> torch.Tensor:
             log_w.append(log_px_z + log_pz - q.log_prob(z).sum(-1))
         estimates.append(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))  # (b,)
     return torch.cat(estimates)
+
+
+# -- the amortisation gap ------------------------------------------------------------------
+
+
+def _posterior_arguments(model, x, mu, logvar, generator, **counts) -> None:
+    """The checks of :func:`elbo_estimate` and :func:`optimize_posterior`."""
+    if not isinstance(model, _VAEBase):
+        raise TypeError(f"model must be a VAE or ConvVAE, got {type(model).__name__}")
+    _check_targets(x)
+    if x.ndim == 0 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty batch of examples, got shape {tuple(x.shape)}")
+    model._per_example(x, getattr(model, "input_dim", 784))  # as many values as the decoder's
+    for name, value in counts.items():
+        check_positive_int(name, value)
+    check_generator("generator", generator)
+    for name, value in (("mu", mu), ("logvar", logvar)):
+        if value is None:
+            continue
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point torch.Tensor (B, latent_dim)")
+        if tuple(value.shape) != (len(x), model.latent_dim):
+            raise ValueError(f"{name} must have shape ({len(x)}, {model.latent_dim}), "
+                             f"one code per image of x; got {tuple(value.shape)}")  # fmt: skip
+        if not torch.isfinite(value).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _mean_elbo(model, targets, mu, logvar, samples, generator) -> torch.Tensor:
+    """The ELBO of q = N(mu, exp(logvar)) per image (b,), by ``samples`` codes each."""
+    z = reparameterize(mu.expand(samples, *mu.shape), logvar.expand(samples, *mu.shape),
+                       generator)  # (S, b, J)  # fmt: skip
+    logits = model.decode(z.reshape(-1, model.latent_dim)).reshape(samples, len(mu), -1)
+    bce = F.binary_cross_entropy_with_logits(logits, targets.expand_as(logits), reduction="none")
+    # E_q[log p(x | z)] - KL(q || N(0, I))
+    return -bce.sum(-1).mean(0) - gaussian_kl(mu, logvar)  # (b,)
+
+
+def elbo_estimate(
+    model: VAE | ConvVAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
+    samples: int = 1000, generator: torch.Generator | None = None,
+) -> torch.Tensor:  # fmt: skip
+    r"""The ELBO of any diagonal Gaussian :math:`q = \mathcal{N}(\mu, \operatorname{diag}
+    e^{\log\sigma^2})` for each image of ``x`` (B,), with the model's Bernoulli decoder:
+
+    .. math:: \mathrm{ELBO}(x; q) \approx \frac1S \sum_{s=1}^{S} \log p_\theta(x \mid z_s)
+       - \mathrm{KL}\big(q \,\Vert\, \mathcal{N}(0, I)\big), \qquad z_s \sim q,
+
+    the reconstruction averaged over ``samples`` :math:`= S` codes, the KL in closed form.
+    ``mu``, ``logvar``: (B, latent_dim), one Gaussian per image, whether the encoder's or
+    :func:`optimize_posterior`'s. In eval mode, without gradients."""
+    _posterior_arguments(model, x, mu, logvar, generator, samples=samples)
+    weight = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            targets = x.reshape(len(x), -1).to(weight.device, weight.dtype)  # (B, D)
+            mu, logvar = (t.to(weight.device, weight.dtype) for t in (mu, logvar))
+            return _mean_elbo(model, targets, mu, logvar, samples, generator)
+    finally:
+        model.train(was_training)
+
+
+def optimize_posterior(
+    model: VAE | ConvVAE, x: torch.Tensor, *, steps: int = 300, lr: float = 0.01,
+    samples: int = 16, generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    r"""The best Gaussian for each image on its own: ``mu``, ``logvar`` (B, latent_dim) that
+    maximise :math:`\mathrm{ELBO}(x; q)` with the decoder fixed, found by ``steps`` steps of
+    Adam (learning rate ``lr``) on the ELBO estimated with ``samples`` reparameterised codes
+    per image, starting from the encoder's output (Cremer et al., 2018).
+
+    The encoder is *amortised*: one network gives every image its :math:`q_\phi(z \mid x)`.
+    The ELBO of the best :math:`q^*` per image, minus that of :math:`q_\phi`, is the
+    *amortisation gap*; :math:`\log p_\theta(x) - \mathrm{ELBO}(x; q^*)` the *approximation gap*,
+    the price of a Gaussian :math:`q`. The images' own Gaussians are independent, so one Adam
+    on the sum of their bounds optimises each. In eval mode; the model is not changed."""
+    _posterior_arguments(model, x, None, None, generator, steps=steps, samples=samples)
+    lr = check_real("lr", lr, 0.0, low_open=True)
+    weight = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        targets = x.reshape(len(x), -1).to(weight.device, weight.dtype)  # (B, D)
+        with torch.no_grad():
+            mu, logvar = model.encode(x)  # (B, J) each: the start
+        mu, logvar = mu.clone().requires_grad_(), logvar.clone().requires_grad_()
+        optimizer = torch.optim.Adam([mu, logvar], lr=lr)
+        for _ in range(steps):
+            # -sum_x ELBO(x; q_x): each image's q gets the gradient of its own bound
+            loss = -_mean_elbo(model, targets, mu, logvar, samples, generator).sum()
+            mu.grad, logvar.grad = torch.autograd.grad(loss, (mu, logvar))  # the decoder fixed
+            optimizer.step()
+    finally:
+        model.train(was_training)
+    return mu.detach(), logvar.detach()

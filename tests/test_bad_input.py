@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from torch import nn
 
-from genai_course import gan, information, metrics, optim, vae
+from genai_course import dirac_gan, gan, gan_stability, information, metrics, optim, vae
 
 pytestmark = pytest.mark.filterwarnings("error")  # a complex value cast to real warns
 
@@ -538,6 +538,52 @@ def reparameterize_args() -> dict:
     return dict(mu=codes(), logvar=codes().flip(0), generator=noise())
 
 
+def gaussian_loss_args(check_values: bool = True) -> dict:
+    model = seeded(vae.VAE, **VAES[0][1])
+    return dict(model=model, x=images(2, 12), sigma=0.3, generator=noise(), beta=2.0,
+                check_values=check_values)  # fmt: skip
+
+
+def posterior_args() -> dict:
+    model = seeded(vae.VAE, **VAES[0][1])
+    x = (images(2, 12) > 0.5).float()
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+    return dict(model=model, x=x, mu=mu, logvar=logvar, samples=3, generator=noise())
+
+
+def optimize_args() -> dict:
+    model = seeded(vae.VAE, **VAES[0][1])
+    return dict(model=model, x=(images(2, 12) > 0.5).float(), steps=2, lr=0.01, samples=2,
+                generator=noise())  # fmt: skip
+
+
+def practice_cases() -> list[Case]:
+    """The chapter VAEs in practice: the beta-weighted loss, the Gaussian decoder, the
+    per-image Gaussians, latent usage."""
+    gaussian, loss = vae.gaussian_elbo, vae.gaussian_negative_elbo
+    tensors = dict(x="unit", x_logits="real", mu="real", logvar="real")
+    return [
+        *sweep(vae.gaussian_log_likelihood,
+               lambda: dict(x=images(2, 12), x_mean=images(2, 12).flip(1), sigma=0.3),
+               dict(x="real", x_mean="real", sigma="positive"), unchecked=NAN),
+        *sweep(gaussian, lambda: {**bound_args(), "sigma": 0.3},
+               {**tensors, "sigma": "positive", "check_values": "flag"}),
+        *sweep(loss, gaussian_loss_args, dict(x="unit", model="module", sigma="positive",
+               beta="non-negative", generator="generator"), rtol=1e-4),
+        Case(vae.negative_elbo, vae.negative_elbo, lambda: {**loss_args(), "beta": 2.0}, "beta",
+             "non-negative", rtol=1e-4, name="negative_elbo(beta)"),
+        *sweep(vae.elbo_estimate, posterior_args, dict(model="module", x="unit", mu="real",
+               logvar="real", samples="size", generator="generator"), rtol=1e-4),
+        *sweep(vae.optimize_posterior, optimize_args, dict(model="module", x="unit",
+               steps="size", lr="positive", samples="size", generator="generator"), rtol=1e-4),
+        # an infinite threshold is a valid one: no unit is active
+        *sweep(vae.latent_usage, lambda: dict(model=seeded(vae.VAE, **VAES[0][1]),
+               x=images(4, 12), threshold=0.01), dict(model="module", x="unit",
+               threshold="non-negative"), rtol=1e-4, skip=frozenset({"inf"})),
+    ]  # fmt: skip
+
+
 def vae_cases() -> list[Case]:
     cases = []
     for cls, sizes, per_example in VAES:
@@ -792,7 +838,37 @@ def metrics_cases() -> list[Case]:
     ]  # fmt: skip
 
 
-CASES = [*information_cases(), *optim_cases(), *vae_cases(), *gan_cases(), *metrics_cases()]
+# gan_stability and dirac_gan ------------------------------------------------------------------
+
+
+def pair_of_scores() -> dict:
+    return dict(real_scores=torch.tensor([0.5, -2.0, 3.0]), fake_scores=codes()[1])
+
+
+def power_args() -> dict:
+    return dict(weight=f64([1.0, 2.0, 0.5], [-1.0, 0.0, 3.0]), v=f64(0.3, -1.0, 0.5), steps=2)
+
+
+def stability_cases() -> list[Case]:
+    critic, critic_g = gan_stability.critic_loss, gan_stability.critic_generator_loss
+    return [
+        # the losses run in the training step: NaN in, NaN out
+        *sweep(critic, pair_of_scores, dict(real_scores="real", fake_scores="real"),
+               unchecked=NAN, extra=("two columns",)),
+        Case(critic_g, critic_g, lambda: dict(fake_scores=codes()[0]), "fake_scores", "real",
+             unchecked=NAN, extra=("two columns",), ok=frozenset({"truncated"}),
+             reference=lambda fake_scores: -torch.as_tensor(fake_scores)),  # fewer: fine
+        *sweep(gan_stability.power_iteration, power_args, dict(weight="real", v="real",
+               steps="size"), unchecked=NAN),
+        *sweep(dirac_gan.jacobian, lambda: dict(lr=0.2, mode="alternating", penalty=0.5),
+               dict(lr="positive", penalty="non-negative")),
+        Case(dirac_gan.trajectory, dirac_gan.trajectory,
+             lambda: dict(theta=1.0, psi=0.5, lr=0.2, steps=3), "steps", "count"),
+    ]  # fmt: skip
+
+
+CASES = [*information_cases(), *optim_cases(), *vae_cases(), *gan_cases(), *metrics_cases(),
+         *stability_cases(), *practice_cases()]  # fmt: skip
 
 
 # -- the checks ---------------------------------------------------------------------------------
@@ -892,7 +968,7 @@ def test_every_public_callable_is_swept():
         for name, obj in vars(module).items():
             if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
                 continue
-            if inspect.isclass(obj) and obj is not vae.ELBO:  # ELBO: a NamedTuple of results
+            if inspect.isclass(obj) and not issubclass(obj, tuple):  # NamedTuples of results
                 if inspect.signature(obj).parameters:  # a constructor with arguments
                     assert key(obj) in covered, f"{name} (its constructor) is not swept"
                 for method in dir(obj):  # its own methods and those it inherits from the package

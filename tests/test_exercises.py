@@ -52,6 +52,16 @@ WRONG = [
     ),  # fmt: skip
     ("vae.reparameterize", lambda mu, lv, eps: mu + lv.exp() * eps, "wrong values"),
     ("vae.reparameterize", _in_place_reparameterize, "changed its input tensors in place"),
+    (
+        "vae_in_practice.gaussian_log_likelihood",  # sigma where sigma^2 belongs
+        lambda x, m, s: (-((x - m) ** 2) / (2 * s) - 0.5 * math.log(2 * math.pi * s)).sum(-1),
+        "wrong values",
+    ),
+    (
+        "vae_in_practice.kl_per_dimension",  # summed over the dimensions, as gaussian_kl is
+        lambda mu, lv: 0.5 * (mu**2 + lv.exp() - 1 - lv).sum(-1),
+        "should have shape",
+    ),
     ("cross_entropy.entropy", lambda p: -(p * p.log()).sum(), "non-finite values"),
     ("common_mistakes.log_sum_exp", lambda x: x.exp().sum().log(), "non-finite values"),
     (
@@ -76,6 +86,11 @@ WRONG = [
         "wrong values",
     ),  # fmt: skip
     ("distributions.categorical_inverse_cdf", lambda p, u: u * 0.0, "should be integer"),
+    (
+        "sequences.top_k_probs",
+        lambda logits, k: torch.softmax(logits, 1) * (logits >= logits.topk(k).values[:, -1:]),
+        "wrong values",
+    ),  # not renormalised
     ("pipeline.bits_per_dim", lambda nll, d: nll / (d - d), "raised ZeroDivisionError"),
     ("pipeline.image_log_likelihood", _not_written, "not implemented yet"),
 ]
@@ -214,6 +229,14 @@ def _bits_per_char_scipy(logits, targets):
     return -log_probs[np.arange(len(targets)), targets.numpy()].mean() / np.log(2)
 
 
+def _top_k_by_rank_numpy(logits, k):
+    # a logit is among the k largest when fewer than k logits of its row are strictly larger
+    a = logits.numpy()
+    keep = (a[:, None, :] > a[:, :, None]).sum(-1) < k  # (N, V)
+    p = np.where(keep, special.softmax(a, axis=1), 0.0)
+    return p / p.sum(1, keepdims=True)
+
+
 def _frechet_sqrtm(mu1, cov1, mu2, cov2):
     root = scipy.linalg.sqrtm(cov1.numpy() @ cov2.numpy()).real  # as pytorch-fid computes it
     return ((mu1 - mu2).numpy() ** 2).sum() + np.trace(cov1.numpy() + cov2.numpy() - 2 * root)
@@ -245,6 +268,22 @@ def _conv2d_scipy(x, weight, bias, stride, padding):
     return out[:, :, ::stride, ::stride] + bias.numpy()[:, None, None]
 
 
+def _power_iteration_numpy(weight, v, steps):
+    w, v = weight.numpy().reshape(len(weight), -1), v.numpy()
+    for _ in range(steps):
+        s = w @ v / np.linalg.norm(w @ v)
+        v = w.T @ s / np.linalg.norm(w.T @ s)
+    return s @ w @ v, s, v
+
+
+def _dirac_step_numpy(theta, psi, lr, alternating):
+    # dL_C/dpsi = sigmoid(psi theta) theta, dL_G/dtheta = -sigmoid(-psi theta) psi
+    theta, psi = theta.numpy(), psi.numpy()
+    new_psi = psi - lr * special.expit(psi * theta) * theta
+    against = new_psi if alternating else psi
+    return theta + lr * special.expit(-against * theta) * against, new_psi
+
+
 def _torch_multinomial(x, probs):
     return torch.distributions.Multinomial(int(x.sum()), probs=probs).log_prob(x)
 
@@ -266,10 +305,19 @@ INDEPENDENT = {
     "neural_networks.conv2d": _conv2d_scipy,
     "gan.discriminator_loss": _discriminator_loss_scipy,
     "gan.generator_loss": lambda fake: -special.log_expit(fake.numpy()),
+    "gan_stability.power_iteration": _power_iteration_numpy,
+    "gan_stability.dirac_step": _dirac_step_numpy,
     "vae.gaussian_kl": _standard_normal_prior_kl,
     "vae.reparameterize": _gaussian_quantile_map,
+    "vae_in_practice.gaussian_log_likelihood": lambda x, m, s: stats.norm.logpdf(
+        x.numpy(), m.numpy(), s
+    ).sum(-1),
+    "vae_in_practice.kl_per_dimension": lambda mu, lv: (
+        0.5 * (mu.numpy() ** 2 + np.exp(lv.numpy()) - 1 - lv.numpy())
+    ).mean(0),
     "sequences.lstm_cell": _lstm_numpy,
     "sequences.bits_per_char": _bits_per_char_scipy,
+    "sequences.top_k_probs": _top_k_by_rank_numpy,
     "evaluation.frechet_distance": _frechet_sqrtm,
     "evaluation.kth_neighbour_radius": _kd_tree_radius,
     "common_mistakes.log_sum_exp": lambda x: special.logsumexp(x.numpy()),
@@ -328,7 +376,19 @@ FIXED_ANSWERS = [
     ("gan.discriminator_loss", 0, [0.0, 200.0]),  # softplus(-100) is 4e-44
     ("gan.generator_loss", 0, [100.0, 0.0, math.log(2)]),
     ("vae.gaussian_kl", 0, [0.0, 0.0]),
+    # x = x_mean: the constant alone, -D/2 log(2 pi sigma^2) with D = 5, sigma = 1/2
+    ("vae_in_practice.gaussian_log_likelihood", 0, [-2.5 * math.log(math.pi / 2)] * 2),
     ("sequences.bits_per_char", 0, 1000 / math.log(2)),  # 0 nats and 2000 nats, averaged
+    # a tie for second place keeps three logits (2, 1, 1): e^2, e, e over e^2 + 2e
+    (
+        "sequences.top_k_probs",
+        0,
+        [
+            [math.e / (math.e + 2), 1 / (math.e + 2), 1 / (math.e + 2), 0.0],
+            [0.0, 0.0, 1 / (1 + math.e), math.e / (1 + math.e)],
+        ],
+    ),  # fmt: skip
+    ("sequences.top_k_probs", 1, [[math.e / (math.e + 1), 1 / (math.e + 1), 0.0]]),
     ("common_mistakes.log_sum_exp", 0, 1000 + math.log(2)),
     ("common_mistakes.log_sum_exp", 1, -1000 + math.log1p(math.exp(-1))),
 ]

@@ -229,6 +229,89 @@ def test_temperature_and_top_k_limits():
         generate(model, vocab, "z", 5)
 
 
+def old_generate(model, vocab, prompt, length, temperature=1.0, top_k=None, generator=None):
+    """generate as it was before the decoding module: the reference its defaults keep."""
+    model.eval()
+    logits, state = model(vocab.encode(prompt)[None])
+    out = []
+    for _ in range(length):
+        last = logits[0, -1].double()
+        if top_k is not None:
+            last = last.masked_fill(last < last.topk(top_k).values[-1], -math.inf)
+        probs = nn.functional.softmax((last - last.max()) / temperature, dim=0)
+        next_id = torch.multinomial(probs, 1, generator=generator)
+        out.append(next_id.item())
+        logits, state = model(next_id[None], state)
+    model.train()
+    return prompt + vocab.decode(out)
+
+
+@pytest.mark.parametrize(("temperature", "top_k"), [(1.0, None), (0.5, None), (1.5, 3), (1.0, 1)])
+def test_generate_draws_exactly_what_it_drew_before_the_decoding_options(temperature, top_k):
+    model, vocab, _ = trained_on("abcabdabcabd ", steps=30)
+    new = generate(model, vocab, "ab", 60, temperature, top_k, torch.Generator().manual_seed(3))
+    old = old_generate(model, vocab, "ab", 60, temperature, top_k, torch.Generator().manual_seed(3))
+    assert new == old
+    # top_p = 1 keeps the whole distribution: the same draws again
+    same = generate(
+        model, vocab, "ab", 60, temperature, top_k, torch.Generator().manual_seed(3), top_p=1.0
+    )
+    assert same == old
+
+
+def test_greedy_and_a_tiny_nucleus_take_the_argmax():
+    model, vocab, _ = trained_on("abcabdabcabd ", steps=30)
+    greedy = generate(model, vocab, "ab", 20, greedy=True)
+    # the argmax by hand, one step at a time
+    text = "ab"
+    model.eval()
+    for _ in range(20):
+        logits, _ = model(vocab.encode(text)[None])
+        text += vocab.chars[int(logits[0, -1].argmax())]
+    model.train()
+    assert greedy == text and model.training
+    assert generate(model, vocab, "ab", 20, top_k=1) == greedy
+    rng = torch.Generator().manual_seed(0)
+    assert generate(model, vocab, "ab", 20, top_p=1e-6, generator=rng) == greedy
+
+
+def test_nucleus_sampling_draws_from_the_smallest_set_that_reaches_top_p():
+    model, vocab, _ = trained_on("abcabdabcabd ", steps=30)
+    for top_p in (0.3, 0.7, 0.95):
+        got = generate(model, vocab, "ab", 40, 1.3, None, torch.Generator().manual_seed(5),
+                       top_p=top_p)  # fmt: skip
+        # the reference: walk down the sorted probabilities until their mass reaches top_p
+        model.eval()
+        rng, text = torch.Generator().manual_seed(5), "ab"
+        logits, state = model(vocab.encode(text)[None])
+        for _ in range(40):
+            last = logits[0, -1].double()
+            probs = nn.functional.softmax((last - last.max()) / 1.3, dim=0)
+            keep, mass = torch.zeros(len(probs), dtype=torch.bool), 0.0
+            for c in probs.argsort(descending=True).tolist():
+                keep[c], mass = True, mass + probs[c].item()
+                if mass >= top_p:
+                    break
+            kept = probs.masked_fill(~keep, 0.0)
+            next_id = torch.multinomial(kept / kept.sum(), 1, generator=rng)
+            text += vocab.chars[next_id.item()]
+            logits, state = model(next_id[None], state)
+        model.train()
+        assert got == text
+
+
+def test_decoding_options_are_checked_by_name():
+    model, vocab, _ = trained_on("abcab", steps=1)
+    for bad in (0, 1.5, math.nan, "0.9"):
+        with pytest.raises((ValueError, TypeError), match="top_p"):
+            generate(model, vocab, "a", 5, top_p=bad)
+    with pytest.raises(ValueError, match="greedy=True takes the argmax"):
+        generate(model, vocab, "a", 5, temperature=0.5, greedy=True)
+    with pytest.raises(TypeError, match="greedy must be True or False"):
+        generate(model, vocab, "a", 5, greedy=1)
+    assert model.training
+
+
 # -- training with truncated backpropagation through time -----------------------------
 
 

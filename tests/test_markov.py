@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from genai_course.markov import CharVocab, NGramModel, stationary_distribution
+from genai_course.markov import CharVocab, NGramModel, perplexity, stationary_distribution
 
 texts = st.text(alphabet="abc d", min_size=8, max_size=60)
 
@@ -105,6 +105,30 @@ def test_a_uniform_model_costs_log2_v_bits():
     assert model.bits_per_char("hgfedcba") == pytest.approx(math.log2(8), abs=0.2)
 
 
+def test_perplexity_is_the_number_of_equally_likely_characters():
+    # uniform over V characters: log2 V bits each, perplexity V
+    for v in (1, 2, 8, 76):
+        assert perplexity(math.log2(v)) == pytest.approx(v, rel=1e-12)
+    text = "abcdefgh" * 10
+    model = NGramModel(0, smoothing=1.0).fit(text)  # every character 10 times: uniform
+    assert perplexity(model.bits_per_char("hgfedcba")) == pytest.approx(8, rel=1e-12)
+    # by hand: p = 1/2, 1/4, 1/4 for three characters is 1.5 bits each on average,
+    # 2 ** 1.5 = 2.83: fewer than 3 choices, more than 2; equal to e ** (nats per char)
+    model = NGramModel(0, smoothing=1e-12).fit("aabc")
+    bits = model.bits_per_char("abc")
+    assert bits == pytest.approx(5 / 3, rel=1e-9)  # (1 + 2 + 2) / 3
+    assert perplexity(bits) == pytest.approx(2 ** (5 / 3), rel=1e-9)
+    assert perplexity(bits) == pytest.approx(math.exp(bits * math.log(2)), rel=1e-12)
+    assert perplexity(0) == 1.0 and perplexity(np.float32(1.0)) == 2.0
+    assert perplexity(math.inf) == math.inf and perplexity(5000.0) == math.inf
+
+
+@pytest.mark.parametrize("bad", [-0.1, math.nan, -math.inf, True, "2", None, [1.0]])
+def test_perplexity_refuses_what_is_not_bits_per_character(bad):
+    with pytest.raises((ValueError, TypeError), match="bits must be"):
+        perplexity(bad)
+
+
 def test_transition_matrix_and_stationary_distribution():
     text = "abracadabra, a bad cab"
     model = NGramModel(1).fit(text)
@@ -138,6 +162,41 @@ def test_sampling_is_reproducible_and_respects_the_prompt():
     model = NGramModel(3, smoothing=0.01).fit(alphabet)
     rng = torch.Generator().manual_seed(1)
     assert model.sample(20, "cde", temperature=0.1, generator=rng) == alphabet[2:25]
+
+
+def old_sample(model, length, prompt, temperature, generator):
+    """NGramModel.sample as it was before the decoding options: what its defaults keep."""
+    text = prompt
+    for _ in range(length):
+        log_p = torch.log(model.probs(text))
+        weights = torch.softmax((log_p - log_p.max()) / temperature, dim=0)
+        text += model.vocab.chars[torch.multinomial(weights, 1, generator=generator).item()]
+    return text
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.3, 2.0])
+def test_sampling_draws_exactly_what_it_drew_before_the_decoding_options(temperature):
+    model = NGramModel(2, smoothing=0.1).fit("to be or not to be that is the question " * 3)
+    rng = torch.Generator().manual_seed(2)
+    new = model.sample(200, "to", temperature=temperature, generator=rng)
+    old = old_sample(model, 200, "to", temperature, torch.Generator().manual_seed(2))
+    assert new == old
+
+
+def test_top_k_and_nucleus_sampling_from_an_n_gram():
+    model = NGramModel(0, smoothing=1.0).fit("aaaaaabbbc")  # p = 7/13, 4/13, 2/13
+    n, rng = 3000, torch.Generator().manual_seed(0)
+    assert set(model.sample(n, top_k=1, generator=rng)) == {"a"}
+    two = model.sample(n, top_k=2, generator=rng)
+    assert "c" not in two and abs(two.count("a") / n - 7 / 11) < 5 * (0.25 / n) ** 0.5
+    # 7/13 = 0.54 falls short of 0.6: the nucleus is {a, b}, renormalised to (7, 4) / 11
+    nucleus = model.sample(n, top_p=0.6, generator=rng)
+    assert "c" not in nucleus and abs(nucleus.count("a") / n - 7 / 11) < 5 * (0.25 / n) ** 0.5
+    assert set(model.sample(n, top_p=0.5, generator=rng)) == {"a"}
+    with pytest.raises(ValueError, match="top_k must be an int from 1 to 3"):
+        model.sample(5, top_k=4)
+    with pytest.raises(ValueError, match="top_p must be a number in"):
+        model.sample(5, top_p=0.0)
 
 
 def test_temperature_flattens_or_sharpens():

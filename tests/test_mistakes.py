@@ -18,15 +18,18 @@ from genai_course.information import gaussian_kl
 from genai_course.likelihood import likelihood, log_likelihood
 from genai_course.lstm import CharLSTM, generate
 from genai_course.markov import CharVocab
+from genai_course.metrics import mode_coverage
 from genai_course.mistakes import (
+    discriminator_accuracy,
     gradient_step_without_zero_grad,
     negative_elbo_with_tutorial_kl,
     sample_from_shifted_logits,
     tutorial_kl,
     two_factorial_multinomial_pmf,
+    vae_loss_with_mean_bce,
 )
 from genai_course.train import fit, gradient_step
-from genai_course.vae import VAE, elbo, negative_elbo
+from genai_course.vae import VAE, elbo, latent_usage, negative_elbo
 from genai_course.viz import image_grid
 
 # -- A.1 the KL term ---------------------------------------------------------------------
@@ -249,3 +252,120 @@ def test_backward_accumulates_and_a_loop_without_zero_grad_does_not_converge():
         history = fit(model, optimizer, (X, y), step=step, epochs=100, batch_size=200)
         last[zero] = history.steps["loss"][-20:]
     assert max(last[True]) < 1e-3 and min(last[False]) > 0.1
+
+
+# -- A.11 a mean binary cross-entropy plus a summed KL -----------------------------------
+
+
+def mean_bce_and_elbo_terms(batch: int, pixels: int):
+    """The wrong loss of a small float64 VAE on a batch, and the batch means of the right
+    reconstruction and KL terms at the same draw of z."""
+    torch.manual_seed(0)
+    model = VAE(input_dim=pixels, hidden_dim=8, latent_dim=3).double()
+    x = torch.bernoulli(torch.full((batch, pixels), 0.3, dtype=torch.float64))
+    wrong = vae_loss_with_mean_bce(model, x, torch.Generator().manual_seed(1))
+    bound = elbo(x, *model(x, torch.Generator().manual_seed(1)))
+    return model, wrong, -bound.reconstruction.mean(), bound.kl.mean()
+
+
+@pytest.mark.parametrize("batch, pixels", [(128, 784), (5, 784), (32, 16)])
+def test_the_mean_bce_loss_is_a_beta_vae_with_beta_equal_to_batch_times_pixels(batch, pixels):
+    _, wrong, reconstruction, kl = mean_bce_and_elbo_terms(batch, pixels)
+    assert wrong.ndim == 0  # one number for the batch, not one per image
+    # D * loss = mean reconstruction + beta * mean KL, with beta = B * D
+    beta = ((pixels * wrong - reconstruction) / kl).item()
+    assert beta == pytest.approx(batch * pixels, rel=1e-9)
+    if (batch, pixels) == (128, 784):
+        assert beta == pytest.approx(100_352, rel=1e-9)
+
+
+def test_the_mean_bce_gradient_is_the_elbo_gradient_with_the_kl_scaled_by_beta():
+    batch, pixels = 6, 784
+    model, wrong, reconstruction, kl = mean_bce_and_elbo_terms(batch, pixels)
+    params = list(model.parameters())
+    g_wrong = torch.autograd.grad(pixels * wrong, params, retain_graph=True)
+    g_beta = torch.autograd.grad(reconstruction + batch * pixels * kl, params, retain_graph=True)
+    g_right = torch.autograd.grad(reconstruction + kl, params)
+    for a, b in zip(g_wrong, g_beta, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    gap = max((a - b).abs().max().item() for a, b in zip(g_wrong, g_right, strict=True))
+    assert gap > 1.0  # not the gradient of the ELBO
+
+
+def test_training_with_the_mean_bce_loss_collapses_every_latent_dimension():
+    patterns = torch.bernoulli(torch.full((8, 16), 0.5), generator=torch.Generator().manual_seed(0))
+    x = patterns.repeat(64, 1)  # (512, 16): eight binary images
+    usage = {}
+    for name, loss_fn in [("right", negative_elbo), ("mean BCE", vae_loss_with_mean_bce)]:
+        torch.manual_seed(0)
+        model = VAE(input_dim=16, hidden_dim=32, latent_dim=2)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        fit(model, optimizer, x, lambda b, m=model, f=loss_fn: f(m, b), epochs=20, batch_size=64)
+        usage[name] = latent_usage(model, patterns)
+    # beta = 64 * 16 = 1024: a nat of code costs more than any reconstruction can repay
+    assert usage["mean BCE"].active.sum() == 0 and usage["mean BCE"].kl.sum() < 1e-2
+    assert usage["right"].active.sum() >= 1 and usage["right"].kl.sum() > 1.0
+
+
+# -- A.12 the discriminator's accuracy as a generator's quality --------------------------
+
+
+def test_discriminator_accuracy_by_hand():
+    real = torch.tensor([2.0, -1.0, 0.5, 3.0])  # right: 2.0, 0.5, 3.0 -> 3/4
+    fake = torch.tensor([-3.0, 0.2])  # right: -3.0 -> 1/2
+    assert discriminator_accuracy(real, fake) == pytest.approx(0.5 * (3 / 4 + 1 / 2))
+    assert discriminator_accuracy(real[:, None], fake[:, None]) == pytest.approx(0.625)
+    # a logit of 0 is C(x) = 1/2: predicted fake, as Keras thresholds C(x) > 1/2
+    assert discriminator_accuracy(torch.zeros(3), torch.zeros(2)) == 0.5
+    assert discriminator_accuracy(torch.tensor([1.0]), torch.tensor([-1.0])) == 1.0
+    assert discriminator_accuracy(torch.tensor([-1.0]), torch.tensor([1.0])) == 0.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=40))
+def test_fakes_equal_to_the_real_points_score_exactly_one_half(logits):
+    a = torch.tensor(logits, dtype=torch.float64)
+    assert discriminator_accuracy(a, a) == 0.5  # any discriminator, a perfect generator
+
+
+def test_a_stalled_discriminator_scores_one_half_for_any_generator():
+    points, centres = ring_of_gaussians(2000, generator=torch.Generator().manual_seed(0))
+    far_away = torch.full((2000, 2), 10.0)  # a generator collapsed far from the data
+
+    def stalled(x):  # a discriminator that stopped learning: one logit for every x, (N,)
+        return torch.full((len(x),), 0.3)
+
+    assert mode_coverage(points, centres, 0.05)["modes"] == 8
+    assert mode_coverage(far_away, centres, 0.05)["modes"] == 0
+    for fakes in (points, far_away):
+        assert discriminator_accuracy(stalled(points), stalled(fakes)) == 0.5
+
+
+def test_gan_step_reports_the_discriminator_accuracy():
+    real, _ = ring_of_gaussians(64, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    gan = GAN(MLPGenerator(2, 2, hidden_dim=16), MLPDiscriminator(2, hidden_dim=16))
+    opt_d = torch.optim.Adam(gan.D.parameters(), lr=1e-3)
+    opt_g = torch.optim.Adam(gan.G.parameters(), lr=1e-3)
+    torch.manual_seed(1)
+    with torch.no_grad():  # the logits the step sees, before it updates anything
+        z = torch.randn(len(real), 2)
+        expected = discriminator_accuracy(gan.D(real), gan.D(gan.G(z)))
+    torch.manual_seed(1)  # the step draws the same z
+    reported = gan_step(gan, opt_d, opt_g)(real)["d_accuracy"].item()
+    assert reported == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "real, fake, error, message",
+    [
+        ([0.5, -1.0], torch.zeros(2), TypeError, "real_logits"),
+        (torch.zeros(2), torch.zeros(2, dtype=torch.int64), TypeError, "fake_logits"),
+        (torch.zeros(2, 2), torch.zeros(2), ValueError, r"real_logits must have shape \(N,\)"),
+        (torch.zeros(2), torch.zeros(0), ValueError, "fake_logits"),
+        (torch.tensor([0.0, float("nan")]), torch.zeros(2), ValueError, "real_logits.*NaN"),
+    ],
+)
+def test_discriminator_accuracy_refuses_what_is_not_logits(real, fake, error, message):
+    with pytest.raises(error, match=message):
+        discriminator_accuracy(real, fake)

@@ -9,12 +9,14 @@ from genai_course.exercises import (
     distributions,
     evaluation,
     gan,
+    gan_stability,
     gradient_descent,
     likelihood,
     neural_networks,
     pipeline,
     sequences,
     vae,
+    vae_in_practice,
 )
 from genai_course.exercises.core import Exercise
 
@@ -27,7 +29,9 @@ CHAPTERS = (
     neural_networks,
     evaluation,
     gan,
+    gan_stability,
     vae,
+    vae_in_practice,
     sequences,
     common_mistakes,
 )

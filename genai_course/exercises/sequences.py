@@ -1,5 +1,6 @@
-"""The sequences chapter (notebook ``sequences``): one step of an LSTM cell, and
-a character model's cross-entropy in bits per character.
+"""The sequences chapter (notebook ``sequences``): one step of an LSTM cell, a
+character model's cross-entropy in bits per character, and top-k sampling's
+distribution.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genai_course.exercises.core import Exercise, random_int, random_normal
+from genai_course.decoding import top_k_probs
+from genai_course.exercises.core import Exercise, f64, random_int, random_normal
 
 # -- sequences.lstm_cell -------------------------------------------------------------------
 
@@ -79,4 +81,38 @@ BITS_PER_CHAR = Exercise(
     "nats to bits at the end.",
 )
 
-EXERCISES = (LSTM_CELL, BITS_PER_CHAR)
+# -- sequences.top_k_probs -----------------------------------------------------------------
+
+
+def _top_k_probs(logits: torch.Tensor, k: int) -> torch.Tensor:
+    r"""The softmax of each row on its ``k`` largest logits (and any tied with the
+    :math:`k`-th), renormalised, 0 elsewhere: (N, V)."""
+    return top_k_probs(logits, k)
+
+
+def _draw_top_k_probs(g: torch.Generator):
+    n, v = random_int(g, 1, 5), random_int(g, 1, 10)
+    logits = random_normal(g, n, v, scale=3)  # (N, V)
+    if random_int(g, 0, 1):
+        logits = logits.round()  # ties, as rounded logits make them
+    return logits, random_int(g, 1, v)
+
+
+TOP_K_PROBS = Exercise(
+    "sequences.top_k_probs",
+    "top_k_probs(logits, k): logits (N, V), k an int from 1 to V -> probabilities (N, V): "
+    "each row's softmax restricted to its k largest logits (and any logit equal to the k-th "
+    "largest), renormalised to sum to 1, and exactly 0 elsewhere",
+    _top_k_probs,
+    _draw_top_k_probs,
+    fixed=[
+        (torch.stack([f64(2.0, 1.0, 1.0, 0.0), f64(0.0, 1.0, 2.0, 3.0)]), 2),  # a tie at the k-th
+        (f64(1000.0, 999.0, -1000.0)[None], 2),  # exp(1000) overflows
+        (f64(0.5, -0.5, 2.0)[None], 3),  # k = V: the whole softmax
+        (f64(0.5, -0.5, 2.0)[None], 1),  # k = 1: greedy
+    ],
+    hint="find the k-th largest logit of each row (torch.topk), rule out the logits below it "
+    "(-inf before the softmax, or 0 after it and divide by the new sum), and keep the ties.",
+)
+
+EXERCISES = (LSTM_CELL, BITS_PER_CHAR, TOP_K_PROBS)

@@ -34,7 +34,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from genai_course import distributed
-from genai_course.config import check_positive_int, get_profile, seed_everything
+from genai_course.conditional_gan import (
+    ConditionalGAN,
+    ConditionalGenerator,
+    ProjectionDiscriminator,
+    conditional_gan_step,
+)
+from genai_course.config import (
+    check_non_negative_int,
+    check_positive_int,
+    check_real,
+    get_profile,
+    seed_everything,
+)
 from genai_course.data import (
     binarize,
     binarized_fashion_mnist,
@@ -53,13 +65,22 @@ from genai_course.gan import (
     gan_step,
     to_gan_range,
 )
+from genai_course.gan_stability import spectral_normalise, wgan_gp_step
 from genai_course.lstm import CharLSTM, bits_per_char, tbptt_step, text_chunks
 from genai_course.markov import CharVocab
 from genai_course.metrics import FashionClassifier
 from genai_course.pixels import IndependentBernoulli
+from genai_course.train import parallel
 from genai_course.train.history import History
 from genai_course.train.loop import fit
-from genai_course.vae import VAE, ConvVAE, elbo, negative_elbo
+from genai_course.vae import (
+    VAE,
+    ConvVAE,
+    elbo,
+    gaussian_elbo,
+    gaussian_negative_elbo,
+    negative_elbo,
+)
 
 # -- settings ------------------------------------------------------------------------
 
@@ -104,11 +125,32 @@ class GANSettings(Settings):
 
 
 @dataclass(frozen=True)
+class StableGANSettings(GANSettings):
+    method: str  # "gan" (the GAN chapter's game), "wgan-gp" or "spectral-norm"
+    penalty: float  # WGAN-GP: the weight rho of the gradient penalty (other methods: unused)
+    critic_steps: int  # WGAN-GP: critic steps per generator step (other methods: 1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_choice("method", self.method, ("gan", "wgan-gp", "spectral-norm"))
+        check_positive_int("critic_steps", self.critic_steps)
+        if not self.penalty >= 0:
+            raise ValueError(f"penalty must be a non-negative number, got {self.penalty!r}")
+        if self.method == "wgan-gp" and self.architecture == "dcgan":
+            raise ValueError("method 'wgan-gp' needs a critic without batch norm (the penalty "
+                             "is per example): architecture 'ring' or 'mlp'")  # fmt: skip
+
+
+@dataclass(frozen=True)
 class VAESettings(Settings):
     architecture: str  # "mlp" or "conv"
     latent_dim: int  # dimensions of the code z
     width: int  # hidden units of the MLP, or base channels of the conv VAE
     eval_size: int | None  # test images scored after every epoch; None = all 10,000
+    beta: float = 1.0  # the weight of the KL term in the loss; 1: the negative ELBO itself
+    warmup_epochs: int = 0  # epochs over which the KL weight rises linearly from 0 to beta
+    decoder_sigma: float | None = None  # None: Bernoulli decoder, binarised images; a number:
+    # Gaussian decoder with this standard deviation, on grey levels in [0, 1]
 
     def __post_init__(self):
         super().__post_init__()
@@ -117,6 +159,10 @@ class VAESettings(Settings):
             check_positive_int(name, getattr(self, name))
         if self.eval_size is not None:
             check_positive_int("eval_size", self.eval_size)
+        check_real("beta", self.beta, 0.0)
+        check_non_negative_int("warmup_epochs", self.warmup_epochs)
+        if self.decoder_sigma is not None:
+            check_real("decoder_sigma", self.decoder_sigma, 0.0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -329,6 +375,72 @@ def train_gan(
     return Trained(gan, history, len(data), snapshots.images)
 
 
+def train_stable_gan(
+    settings: StableGANSettings, *, seed: int = 0, device=None,
+    data: torch.Tensor | None = None, **options,
+) -> Trained:  # fmt: skip
+    """The chapter on stabilising GANs: the networks of ``build_gan`` trained by one of
+    three methods. ``"gan"``: :func:`~genai_course.gan.gan_step`, Adam with
+    ``betas=(0.5, 0.999)``, as ``train_gan``. ``"spectral-norm"``: the same, with every
+    layer of the discriminator spectrally normalised
+    (:func:`~genai_course.gan_stability.spectral_normalise`, batch norm removed).
+    ``"wgan-gp"``: :func:`~genai_course.gan_stability.wgan_gp_step` with Adam's
+    ``betas=(0.5, 0.9)`` (Gulrajani et al. use 0 and 0.9). The fixed-noise samples are
+    kept after every epoch (``Trained.snapshots``)."""
+    device = _prepare(settings, StableGANSettings, seed, device)
+    data = gan_data(settings) if data is None else data
+    _check_gan_data(data, settings)
+    gan = build_gan(settings)
+    if settings.method == "spectral-norm":
+        spectral_normalise(gan.D)
+    gan = _place(gan, device)
+    betas = (0.5, 0.9) if settings.method == "wgan-gp" else (0.5, 0.999)
+    opt_d = _adam(gan.D.parameters(), settings.lr, betas=betas)
+    opt_g = _adam(gan.G.parameters(), settings.lr, betas=betas)
+    if settings.method == "wgan-gp":
+        step = wgan_gp_step(gan, opt_d, opt_g, settings.penalty, settings.critic_steps)
+    else:
+        step = gan_step(gan, opt_d, opt_g)
+    snapshots = _Snapshots(gan)
+    options.setdefault("desc", f"{settings.architecture} {settings.method}")
+    history = _fit(gan, {"D": opt_d, "G": opt_g}, data, settings, seed, options, step=step,
+                   evaluate=snapshots)  # fmt: skip
+    return Trained(gan, history, len(data), snapshots.images)
+
+
+def train_conditional_gan(
+    settings: GANSettings, *, seed: int = 0, device=None,
+    data: tuple[torch.Tensor, torch.Tensor] | None = None, **options,
+) -> Trained:  # fmt: skip
+    """The class-conditional DCGAN of the chapter on stabilising GANs
+    (:mod:`~genai_course.conditional_gan`): a label-embedding generator and a projection
+    discriminator, trained by :func:`~genai_course.conditional_gan.conditional_gan_step`
+    with Adam (``betas=(0.5, 0.999)``) on Fashion-MNIST's images and labels; the
+    fixed-noise samples (``num_fixed`` of them, split evenly over the ten classes) are
+    kept after every epoch. ``data``: (images in [-1, 1], labels) if the caller has them."""
+    device = _prepare(settings, GANSettings, seed, device)
+    if settings.architecture != "dcgan":
+        raise ValueError(f"the conditional GAN is a DCGAN: architecture must be 'dcgan', got "
+                         f"{settings.architecture!r}")  # fmt: skip
+    if data is None:
+        train = load_fashion_mnist("train")
+        n = settings.train_size
+        data = (to_gan_range(train.images[:n]), train.labels[:n])
+    _check_gan_data(data[0], settings)
+    G = ConditionalGenerator(10, settings.latent_dim, settings.generator_width)
+    D = ProjectionDiscriminator(10, settings.discriminator_width)
+    gan = _place(ConditionalGAN(G, D, per_class=max(settings.num_fixed // 10, 1)), device)
+    opt_d = _adam(gan.D.parameters(), settings.lr, betas=(0.5, 0.999))
+    opt_g = _adam(gan.G.parameters(), settings.lr, betas=(0.5, 0.999))
+    snapshots = _Snapshots(gan)
+    options.setdefault("desc", "conditional GAN")
+    history = _fit(
+        gan, {"D": opt_d, "G": opt_g}, data, settings, seed, options,
+        step=conditional_gan_step(gan, opt_d, opt_g), evaluate=snapshots,
+    )  # fmt: skip
+    return Trained(gan, history, len(data[0]), snapshots.images)
+
+
 def build_vae(settings: VAESettings) -> VAE | ConvVAE:
     """The model of a VAE recipe, freshly initialised (from torch's global generator)."""
     if settings.architecture == "mlp":
@@ -336,29 +448,73 @@ def build_vae(settings: VAESettings) -> VAE | ConvVAE:
     return ConvVAE(settings.latent_dim, width=settings.width)  # "conv"
 
 
+def _kl_weight(settings: VAESettings, optimizer, n: int) -> Callable[[], float | torch.Tensor]:
+    """The KL term's weight at the coming step: ``beta`` without a warm-up; with one, the
+    tensor ``beta * min(1, t / T)``, ``t`` the steps taken (the optimizer's count, which a
+    checkpoint keeps, read without waiting for the device) and ``T`` those of ``warmup_epochs``."""
+    if settings.warmup_epochs == 0:
+        return lambda: settings.beta
+    per_epoch = parallel.steps_left(n, 0, settings.batch_size, distributed.current())
+    total = settings.warmup_epochs * per_epoch  # T
+    first = optimizer.param_groups[0]["params"][0]
+
+    def weight() -> torch.Tensor:
+        t = optimizer.state.get(first, {}).get("step")  # None before the first step
+        if t is None:
+            return torch.zeros((), device=first.device)
+        return settings.beta * torch.clamp(t.to(first.device) / total, max=1.0)
+
+    return weight
+
+
+def _vae_loss(settings: VAESettings, weight: Callable) -> Callable:
+    """A VAE recipe's default ``loss(model, x)``, without the per-step value checks: the
+    negative ELBO of its decoder, the KL weighted by ``weight()``."""
+    if settings.decoder_sigma is not None:
+        return lambda model, x: gaussian_negative_elbo(
+            model, x, settings.decoder_sigma, beta=weight(), check_values=False)
+    if settings.beta == 1.0 and settings.warmup_epochs == 0:
+        return partial(negative_elbo, check_values=False)
+    return lambda model, x: negative_elbo(model, x, beta=weight(), check_values=False)
+
+
 def train_vae(
     settings: VAESettings, *, seed: int = 0, device=None, data: torch.Tensor | None = None,
     loss: Callable | None = None, **options,
 ) -> Trained:  # fmt: skip
-    """The VAE chapter's VAEs on dynamically binarised images (binarised afresh
-    in every batch), descending ``loss(model, x)`` per image (default: the negative
-    ELBO, without its per-step check that ``x`` is in [0, 1], which binarised batches
-    are by construction; the appendix of common mistakes passes a wrong loss); after every
-    epoch the test -ELBO and its two terms on ``eval_size`` test images of the book's binarisation.
+    """The VAE chapters' VAEs: with a Bernoulli decoder on dynamically binarised images
+    (binarised afresh in every batch), or with a Gaussian decoder on grey levels in [0, 1]
+    (``decoder_sigma``), descending ``loss(model, x)`` per image (default: the negative
+    ELBO, without its per-step check that ``x`` is in [0, 1], which the batches are by
+    construction; its KL weighted by ``beta``, warmed up over ``warmup_epochs``; the appendix
+    of common mistakes passes a wrong loss); after every epoch the test -ELBO (with weight 1)
+    and its two terms on ``eval_size`` test images (the book's binarisation, or grey levels).
     ``data``: the uint8 training images if the caller has them already."""
-    loss = partial(negative_elbo, check_values=False) if loss is None else loss
     device = _prepare(settings, VAESettings, seed, device)
+    sigma = settings.decoder_sigma
+    if loss is not None and (settings.beta != 1 or settings.warmup_epochs or sigma is not None):
+        raise ValueError("loss replaces the recipe's loss, which settings.beta, "
+                         "settings.warmup_epochs and settings.decoder_sigma choose: pass one or "
+                         "the other")  # fmt: skip
     if data is None:
         data = load_fashion_mnist("train").images[: settings.train_size]  # (N, 28, 28) uint8
-    x_eval = binarized_fashion_mnist("test")[: settings.eval_size].to(device)
+    if sigma is None:
+        x_eval = binarized_fashion_mnist("test")[: settings.eval_size].to(device)
+    else:  # grey levels in [0, 1]
+        x_eval = load_fashion_mnist("test").images[: settings.eval_size].to(device) / 255
     model = _place(build_vae(settings), device)
     net = distributed.wrap(model)  # the loss calls this: under torchrun it averages gradients
+    optimizer = _adam(model.parameters(), settings.lr)
+    loss = _vae_loss(settings, _kl_weight(settings, optimizer, len(data))) if loss is None else loss
+    prepare = binarize if sigma is None else (lambda batch: batch / 255)  # uint8 -> floats
 
     def evaluate() -> dict[str, float]:
         # one code per image from a generator of its own: scoring draws nothing from the
         # global generator, so training goes the same way whatever eval_size is
         codes = torch.Generator().manual_seed(0)
-        bound = elbo(x_eval, *model(x_eval, codes))  # model(x): logits, mu, logvar
+        outputs = model(x_eval, codes)  # logits, mu, logvar
+        bound = elbo(x_eval, *outputs) if sigma is None else gaussian_elbo(
+            x_eval, *outputs, sigma=sigma)  # fmt: skip
         return {
             "test -ELBO": -bound.elbo.mean().item(),
             "test reconstruction": -bound.reconstruction.mean().item(),
@@ -367,8 +523,8 @@ def train_vae(
 
     options.setdefault("desc", f"{settings.architecture} VAE")
     history = _fit(
-        model, _adam(model.parameters(), settings.lr), data, settings, seed, options,
-        loss_fn=lambda batch: loss(net, binarize(batch)), evaluate=evaluate,
+        model, optimizer, data, settings, seed, options,
+        loss_fn=lambda batch: loss(net, prepare(batch)), evaluate=evaluate,
     )  # fmt: skip
     return Trained(model, history, len(data))
 
@@ -445,6 +601,13 @@ _MLP_GAN = GANSettings(train_size=20_000, epochs=2, batch_size=64, lr=1e-3, arch
 _DCGAN = GANSettings(train_size=10_000, epochs=2, batch_size=32, lr=4e-4, architecture="dcgan",
                      latent_dim=64, generator_width=32, discriminator_width=32,
                      discriminator_layers=0, num_fixed=64)  # fmt: skip
+# the chapter on stabilising GANs: small and short, so that a sweep over methods, learning
+# rates and seeds runs in seconds (256 steps, about a second a run on one CPU core); large
+# batches, since on so few steps they reached all eight modes where batches of 64 did not
+_RING_SMALL = StableGANSettings(
+    train_size=4096, epochs=16, batch_size=256, lr=2e-3, architecture="ring", latent_dim=2,
+    generator_width=64, discriminator_width=64, discriminator_layers=2, num_fixed=2000,
+    method="gan", penalty=0.0, critic_steps=1)  # fmt: skip
 _VAE = VAESettings(train_size=20_000, epochs=10, batch_size=128, lr=1e-3, architecture="mlp",
                    latent_dim=20, width=400, eval_size=2000)  # fmt: skip
 # quick: 2 passes in short chunks (1,162 steps): a little better than 6 passes of 64 x 100
@@ -477,6 +640,31 @@ RECIPES: dict[str, Recipe] = {
         "DCGAN (width 32, 64 latent dimensions) on Fashion-MNIST (the GAN chapter)", _DCGAN,
         train_gan, **_FULL, batch_size=64, lr=2e-4,
     ),
+    "ring_gan_small": _recipe(
+        "small MLP GAN on the ring, for sweeps (the chapter on stabilising GANs)",
+        _RING_SMALL, train_stable_gan, epochs=48,
+    ),
+    "ring_wgan_gp": _recipe(
+        "small MLP WGAN-GP on the ring (the chapter on stabilising GANs)",
+        # Gulrajani et al.'s toy settings: rho = 0.1, five critic steps per generator step
+        replace(_RING_SMALL, method="wgan-gp", penalty=0.1, critic_steps=5), train_stable_gan,
+        epochs=48,
+    ),
+    "ring_sn_gan": _recipe(
+        "small MLP GAN with a spectrally normalised discriminator on the ring",
+        replace(_RING_SMALL, method="spectral-norm"), train_stable_gan, epochs=48,
+    ),
+    "sn_dcgan": _recipe(
+        "DCGAN with a spectrally normalised discriminator on Fashion-MNIST",
+        StableGANSettings(**vars(_DCGAN), method="spectral-norm", penalty=0.0, critic_steps=1),
+        train_stable_gan, **_FULL, batch_size=64, lr=2e-4,
+    ),
+    "cgan": _recipe(
+        "class-conditional DCGAN (projection discriminator) on Fashion-MNIST",
+        # quick: one pass over 10,000 images, half the DCGAN's, to fit the chapter's minute
+        replace(_DCGAN, epochs=1, num_fixed=80), train_conditional_gan, **_FULL,
+        batch_size=64, lr=2e-4,
+    ),
     "vae": _recipe(
         "MLP VAE (784-400-20) on dynamically binarised Fashion-MNIST (the VAE chapter)", _VAE,
         train_vae, **_FULL_VAE,
@@ -491,6 +679,21 @@ RECIPES: dict[str, Recipe] = {
     "vae_2d": _recipe(
         "MLP VAE with a 2-D latent space, to draw (the VAE chapter)",
         replace(_VAE, latent_dim=2), train_vae, **_FULL_VAE,
+    ),
+    "small_vae": _recipe(
+        "MLP VAE (784-256-32) trained many times over, for beta and the KL warm-up (the chapter "
+        "VAEs in practice)",
+        # quick: 5 passes over 20,000 images at twice the VAE chapter's learning rate, so that
+        # units collapse within the budget of a chapter that trains seven of them
+        replace(_VAE, train_size=20_000, epochs=5, lr=2e-3, width=256, latent_dim=32),
+        train_vae, **_FULL_VAE,
+    ),
+    "gaussian_vae": _recipe(
+        "MLP VAE (784-256-32) with a Gaussian decoder on grey-level Fashion-MNIST (the chapter "
+        "VAEs in practice)",
+        replace(_VAE, train_size=20_000, epochs=5, lr=2e-3, width=256, latent_dim=32,
+                decoder_sigma=0.1),
+        train_vae, **_FULL_VAE,
     ),
     "char_lstm": _recipe(
         "character LSTM on Shakespeare, by truncated backpropagation (the sequences chapter)",

@@ -299,8 +299,9 @@ class GAN(nn.Module):
         return _from_gan_range(self.G, self.G(self.fixed_z)).cpu()
 
 
-def _check_game(gan, opt_d, opt_g, non_saturating) -> None:
-    """The arguments of :func:`gan_step`, or an error naming the wrong one."""
+def _check_players(gan, opt_d, opt_g) -> None:
+    """A GAN and an optimizer for each of its networks (the arguments every GAN step takes),
+    or an error naming the wrong one."""
     if not isinstance(gan, GAN):
         raise TypeError(f"gan must be a GAN (a generator G and a discriminator D), got "
                         f"{type(gan).__name__}")  # fmt: skip
@@ -308,6 +309,11 @@ def _check_game(gan, opt_d, opt_g, non_saturating) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"{name} must be a torch.optim.Optimizer, got "
                             f"{type(optimizer).__name__}")  # fmt: skip
+
+
+def _check_game(gan, opt_d, opt_g, non_saturating) -> None:
+    """The arguments of :func:`gan_step`, or an error naming the wrong one."""
+    _check_players(gan, opt_d, opt_g)
     if not isinstance(non_saturating, bool):
         raise TypeError(f"non_saturating must be True or False, got {non_saturating!r}")
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from genai_course import distributed
 from genai_course.config import check_positive_int, check_real
-from genai_course.gan import GAN
+from genai_course.gan import GAN, _check_players
 
 # -- the Wasserstein critic and its penalty ----------------------------------------------
 
@@ -105,13 +105,7 @@ def wgan_gp_step(
     ``critic_generator_loss`` of the same fakes. Reports the critic's loss, the
     Wasserstein estimate :math:`\mathbb{E}_p[a] - \mathbb{E}_q[a]` on the batch, the
     penalty and the generator's loss (computed every call)."""
-    if not isinstance(gan, GAN):
-        raise TypeError(f"gan must be a GAN (a generator G and a critic D), got "
-                        f"{type(gan).__name__}")  # fmt: skip
-    for name, optimizer in (("opt_d", opt_d), ("opt_g", opt_g)):
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"{name} must be a torch.optim.Optimizer, got "
-                            f"{type(optimizer).__name__}")  # fmt: skip
+    _check_players(gan, opt_d, opt_g)
     rho = check_real("penalty", penalty, 0)
     check_positive_int("critic_steps", critic_steps)
     G, D = distributed.wrap(gan.G), distributed.wrap(gan.D)

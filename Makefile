@@ -16,7 +16,7 @@ book test notebooks bench: export GENAI_COURSE_PROGRESS := 0
 # Written once, in reference-run.env: its KEY=VALUE lines (benchmarks/notebooks.py reads them too)
 REFERENCE_RUN := $(shell grep '^[A-Za-z_]' reference-run.env)
 
-.PHONY: book test lab notebooks bench student grade clean
+.PHONY: book test pdf lab notebooks bench student grade clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,18 @@ test: $(STAMP)
 	$(BIN)/python scripts/book_config.py _build/test-config.yml
 	$(BIN)/jupyter-book build . -W -n --keep-going --config _build/test-config.yml --path-output _build/test
 	@echo "All tests passed; the book built from the committed outputs is at _build/test/_build/html/index.html"
+
+## pdf: the PDF edition, built from the committed outputs with XeLaTeX and read back by
+## scripts/check_pdf.py; needs TeX Live and poppler (the Debian packages in .ci/pdf-packages)
+PDF_TOOLS := xelatex latexmk xindy pdftotext pdfimages pdfinfo
+pdf: $(STAMP)
+	@for tool in $(PDF_TOOLS); do command -v $$tool >/dev/null || { \
+	  echo "make pdf needs $$tool: on Debian or Ubuntu, sudo apt-get install $$(tr '\n' ' ' < .ci/pdf-packages)"; \
+	  exit 2; }; done
+	$(BIN)/python scripts/book_config.py _build/pdf-config.yml
+	$(BIN)/jupyter-book build . --builder pdflatex -W -n --keep-going --config _build/pdf-config.yml --path-output _build/pdf
+	$(BIN)/python scripts/check_pdf.py _build/pdf/_build/latex
+	@echo "The PDF edition is at _build/pdf/_build/latex/book.pdf"
 
 ## lab: JupyterLab in the book's environment
 lab: $(STAMP)

@@ -42,9 +42,11 @@ def cost_text(runs: list[dict], notebook: str) -> str:
     return "Running this chapter: " + "; ".join(parts)
 
 
-def cost_line(docname: str, runs: list[dict]) -> nodes.paragraph:
-    """The paragraph put under the title of the chapter ``docname`` (e.g. ``notebooks/vae``)."""
-    up = "../" * docname.count("/")
+def cost_line(docname: str, runs: list[dict], site: str | None = None) -> nodes.paragraph:
+    """The paragraph put under the title of the chapter ``docname`` (e.g. ``notebooks/vae``);
+    its downloads link into the book beside the page, or into ``site`` (the published book, for
+    the PDF edition)."""
+    up = site or "../" * docname.count("/")
     line = nodes.paragraph(classes=["chapter-cost"])
     line += nodes.emphasis(text=cost_text(runs, f"{Path(docname).name}.ipynb"))
     results = addnodes.pending_xref("", refdomain="std", reftype="doc", refexplicit=True,
@@ -70,7 +72,8 @@ def add_cost_line(app, doctree) -> None:
         return
     app.env.note_dependency(str(RESULTS))  # a new make bench rewrites the line
     runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.is_file() else []
-    title.parent.insert(title.parent.index(title) + 1, cost_line(docname, runs))
+    site = None if app.builder.format == "html" else app.config.html_baseurl
+    title.parent.insert(title.parent.index(title) + 1, cost_line(docname, runs, site))
 
 
 def write_student_zip(app, exception) -> None:

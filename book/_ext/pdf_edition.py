@@ -131,10 +131,10 @@ def _solutions_chapter(app, tree: nodes.document) -> nodes.section:
     found = [(n, docname) for n, docname in _with_docnames(tree)
              if n.tagname == "solution_node" or "moved-solution" in n["classes"]]  # fmt: skip
     for node, docname in found:
-        if docname not in by_chapter:
+        if docname not in by_chapter:  # in the chapter's file, so that its references resolve
             by_chapter[docname] = nodes.section(ids=[f"solutions-{docname.replace('/', '-')}"])
             by_chapter[docname] += nodes.title(text=app.env.titles[docname].astext())
-            chapter += by_chapter[docname]
+            chapter += addnodes.start_of_file("", by_chapter[docname], docname=docname)
         if node.tagname == "solution_node":
             exercise_doc = app.env.sphinx_exercise_registry[node["label"]].get("docname")
             node.replace_self(_pointer(f"{exercise_doc}:{node['label']}"))

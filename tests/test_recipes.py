@@ -23,12 +23,14 @@ from genai_course.train.recipes import (
 
 PACKAGE = Path(__file__).resolve().parent.parent / "genai_course"
 _LSTM = RECIPES["char_lstm"].quick
+_GPT = RECIPES["char_gpt"].quick
 # a few steps of each recipe: its quick settings on a small slice of its data
 SMALL = {"train_size": 256, "epochs": 1}
 SMALLER = {  # where 256 examples are too few steps to show the loss falling
     "char_lstm": {  # three chunks: streams of 3 seq_len + 1 characters
         "train_size": _LSTM.batch_size * (3 * _LSTM.seq_len + 1), "epochs": 1},
     "classifier": {"train_size": 1024, "epochs": 1},  # eight steps
+    "char_gpt": {"train_size": 256 * _GPT.context + 1, "epochs": 1},  # 256 windows
 }
 # what each recipe's evaluation reports after every epoch
 EVALUATIONS = {
@@ -37,6 +39,7 @@ EVALUATIONS = {
     "conv_vae": {"test -ELBO", "test reconstruction", "test KL"},
     "vae_2d": {"test -ELBO", "test reconstruction", "test KL"},
     "char_lstm": {"valid bits/char"},
+    "char_gpt": {"valid bits/char"},
     "classifier": {"test accuracy"},
 }
 
@@ -215,6 +218,13 @@ def test_the_command_line_trains_saves_and_summarises(tmp_path, capsys):
     assert json.loads((tmp_path / "s.json").read_text())["model"] == "classifier"
     assert isinstance(load_classifier(tmp_path / "w.pt", device="cpu"), FashionClassifier)
     assert "classifier: 1 process(es) x 128 examples" in capsys.readouterr().out
+
+
+def test_the_command_line_takes_hyphens_for_underscores(tmp_path):
+    size = str(64 * _GPT.context + 1)  # 64 windows
+    summary = cli.main(["char-gpt", "--train-size", size, "--epochs", "1",
+                        "--summary", str(tmp_path / "s.json")])  # fmt: skip
+    assert summary["model"] == "char_gpt" and 2 < summary["valid bits/char"] < 7
 
 
 @pytest.mark.parametrize(

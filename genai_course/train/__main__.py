@@ -54,8 +54,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "model",
         choices=RECIPES,
+        type=lambda name: name.replace("-", "_"),  # char-gpt is char_gpt
         metavar="MODEL",
-        help="the model to train: one of the recipes listed below",
+        help="the model to train: one of the recipes listed below (- or _ alike)",
     )
     p.add_argument("--profile", choices=PROFILES,
                    help="the recipe's settings (default: $GENAI_COURSE_PROFILE, else full on "

@@ -24,6 +24,7 @@ change what is trained (``checkpoint``, ``checkpoint_every``, ``resume``,
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cache, partial
@@ -72,7 +73,8 @@ from genai_course.metrics import FashionClassifier
 from genai_course.pixels import IndependentBernoulli
 from genai_course.train import parallel
 from genai_course.train.history import History
-from genai_course.train.loop import fit
+from genai_course.train.loop import fit, gradient_step
+from genai_course.transformer import POSITIONS, CharGPT, bits_per_token, text_windows, window_loss
 from genai_course.vae import (
     VAE,
     ConvVAE,
@@ -182,6 +184,27 @@ class LSTMSettings(Settings):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.clip > 0:
             raise ValueError(f"clip must be positive, got {self.clip!r}")
+
+
+@dataclass(frozen=True)
+class GPTSettings(Settings):
+    context: int  # tokens the model reads at once (its window)
+    dim: int  # width of the residual stream
+    num_layers: int  # transformer blocks
+    num_heads: int  # attention heads per block (dim / num_heads each)
+    dropout: float  # share of activations zeroed in training
+    position: str  # how order enters: "learned", "sinusoidal", "rotary" or "none"
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("context", "dim", "num_layers", "num_heads"):
+            check_positive_int(name, getattr(self, name))
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim ({self.dim}) must be a multiple of num_heads "
+                             f"({self.num_heads})")  # fmt: skip
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        _check_choice("position", self.position, POSITIONS)
 
 
 @dataclass
@@ -568,6 +591,70 @@ def train_char_lstm(
     return Trained(model, history, len(chunks))
 
 
+def cosine_schedule_step(loss_fn, optimizer: torch.optim.Optimizer, total_steps: int,
+                         warmup: int):  # fmt: skip
+    """``gradient_step`` with the learning rate warmed up linearly over ``warmup`` steps, then
+    decayed to 0 along half a cosine by ``total_steps`` (what short transformer runs need: a
+    constant rate high enough to learn fast stays too high to settle). The count starts from
+    the optimizer's own (Adam's ``step``), so a resumed run continues the schedule."""
+    inner = gradient_step(loss_fn, optimizer)
+    base = [group["lr"] for group in optimizer.param_groups]
+    first = optimizer.param_groups[0]["params"][0]
+    done = None
+
+    def step(*batch):
+        nonlocal done
+        if done is None:  # read once (a resumed run's), then counted here: no sync per step
+            done = int(optimizer.state[first]["step"]) if first in optimizer.state else 0
+        cosine = 0.5 * (1 + math.cos(math.pi * min(done / total_steps, 1)))
+        factor = min((done + 1) / warmup, cosine)
+        for group, lr in zip(optimizer.param_groups, base, strict=True):
+            group["lr"] = lr * factor
+        done += 1
+        return inner(*batch)
+
+    return step
+
+
+def char_gpt_data(settings: GPTSettings) -> tuple[CharVocab, torch.Tensor]:
+    """The vocabulary of the whole text, and the training text as windows (W, context + 1)."""
+    vocab = CharVocab(load_shakespeare())
+    train_ids = vocab.encode(load_shakespeare("train"))[: settings.train_size]
+    return vocab, text_windows(train_ids, settings.context)
+
+
+def build_char_gpt(settings: GPTSettings, vocab_size: int) -> CharGPT:
+    """The model of the GPT recipe, freshly initialised (from torch's global generator)."""
+    s = settings
+    return CharGPT(vocab_size, s.context, s.dim, s.num_layers, s.num_heads, s.dropout, s.position)
+
+
+def train_char_gpt(
+    settings: GPTSettings, *, seed: int = 0, device=None,
+    data: tuple[CharVocab, torch.Tensor] | None = None, **options,
+) -> Trained:  # fmt: skip
+    """The transformers chapter's character GPT on Shakespeare: windows of ``context + 1``
+    characters of the training text in random order, each character a target once an epoch
+    (:func:`~genai_course.transformer.text_windows`), Adam on a warmed-up cosine schedule
+    (:func:`cosine_schedule_step`); the validation bits per character after every epoch.
+    ``data``: ``char_gpt_data(settings)`` if the caller has it already."""
+    device = _prepare(settings, GPTSettings, seed, device)
+    vocab, windows = char_gpt_data(settings) if data is None else data
+    valid_ids = vocab.encode(load_shakespeare("valid")).to(device)
+    model = build_char_gpt(settings, len(vocab)).to(device)
+    net = distributed.wrap(model)  # the loss calls this: under torchrun it averages gradients
+    optimizer = _adam(model.parameters(), settings.lr)
+    options.setdefault("desc", "char GPT")
+    total = settings.epochs * math.ceil(len(windows) / settings.batch_size)
+    step = cosine_schedule_step(lambda batch: window_loss(net, batch), optimizer, total,
+                                warmup=min(100, max(total // 10, 1)))  # fmt: skip
+    history = _fit(
+        model, optimizer, windows, settings, seed, options, step=step,
+        evaluate=lambda: {"valid bits/char": bits_per_token(model, valid_ids)},
+    )  # fmt: skip
+    return Trained(model, history, len(windows))
+
+
 def train_classifier(settings: Settings, *, seed: int = 0, device=None, **options) -> Trained:
     """The classifier whose features the Fréchet distance uses: cross-entropy
     on the labels with Adam (the default, unfused one, as the shipped weights
@@ -614,6 +701,11 @@ _VAE = VAESettings(train_size=20_000, epochs=10, batch_size=128, lr=1e-3, archit
 # (870 steps), in a third of the time
 _LSTM = LSTMSettings(train_size=None, epochs=2, batch_size=32, lr=5e-3, embed_dim=32,
                      hidden_size=256, num_layers=1, dropout=0.0, seq_len=50, clip=1.0)  # fmt: skip
+# quick: one pass over the training text in windows of 64 (910 steps of 16 windows); rotary
+# positions a little ahead of learned ones at this length (2.80 against 2.82 valid bits/char in
+# a 41-second trial with a cosine schedule)
+_GPT = GPTSettings(train_size=None, epochs=1, batch_size=16, lr=5e-3, context=64, dim=128,
+                   num_layers=2, num_heads=4, dropout=0.0, position="rotary")  # fmt: skip
 _FULL = {"train_size": None, "epochs": 20}  # the whole training split, longer
 _FULL_VAE = {**_FULL, "eval_size": None}
 
@@ -700,6 +792,12 @@ RECIPES: dict[str, Recipe] = {
         _LSTM, train_char_lstm, parallel=False,
         epochs=50, batch_size=64, seq_len=100, lr=2e-3, hidden_size=512, num_layers=2,
         dropout=0.25,
+    ),
+    "char_gpt": _recipe(
+        "character GPT (decoder-only transformer) on Shakespeare (the transformers chapter)",
+        # full: nanoGPT's baby GPT on our corpus (6 blocks of 384, windows of 256)
+        _GPT, train_char_gpt, epochs=30, batch_size=64, lr=1e-3, context=256, dim=384,
+        num_layers=6, num_heads=6, dropout=0.2,
     ),
     "classifier": _recipe(
         "the Fashion-MNIST classifier whose features the Fréchet distance uses",

@@ -31,7 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genai_course.attention import apply_rotary, sinusoidal_positions
+from genai_course.attention import (
+    apply_rotary,
+    attention_weights,
+    causal_mask,
+    sinusoidal_positions,
+)
 from genai_course.config import check_positive_int
 from genai_course.decoding import check_decoding, next_token_probs, sample_tokens
 
@@ -60,13 +65,20 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, layer: int,
-                cache: KVCache | None) -> torch.Tensor:  # fmt: skip
+    def queries_keys_values(self, x: torch.Tensor, positions: torch.Tensor):
+        """The heads' queries, keys and values of ``x`` (B, T, D), each (B, heads, T, D / heads),
+        the queries and keys turned by their ``positions`` if the model is rotary."""
         B, T, D = x.shape
         q, k, v = (t.view(B, T, self.num_heads, -1).transpose(1, 2)
                    for t in self.qkv(x).split(D, dim=-1))  # fmt: skip
         if self.rotary:
             q, k = apply_rotary(q, positions), apply_rotary(k, positions)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, layer: int,
+                cache: KVCache | None) -> torch.Tensor:  # fmt: skip
+        B, T, D = x.shape
+        q, k, v = self.queries_keys_values(x, positions)
         if cache is not None:
             if layer < len(cache.keys):
                 k = torch.cat([cache.keys[layer], k], dim=2)
@@ -152,6 +164,17 @@ class CharGPT(nn.Module):
             for residual in (block.attn.proj, block.mlp[2]):
                 nn.init.normal_(residual.weight, std=0.02 / math.sqrt(2 * num_layers))
 
+    def embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The tokens' vectors (B, T, dim), with their positions' added where they are. The
+        sinusoids have entries of size 1 and the token vectors of about 0.02 (GPT-2's
+        initialisation): for those, the token vectors are multiplied by sqrt(dim) first."""
+        h = self.tokens(ids)
+        if self.position == "learned":
+            h = h + self.positions(positions)
+        elif self.position == "sinusoidal":  # the tokens scaled up to the sinusoids' size, as
+            h = h * math.sqrt(h.shape[-1]) + self.table[positions]  # Vaswani et al. do
+        return h
+
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits (B, T, vocab_size) of the token after each of ``ids`` (B, T). With ``cache``,
         ``ids`` follow the tokens it holds (at positions ``cache.length`` onwards), and their
@@ -166,15 +189,33 @@ class CharGPT(nn.Module):
             raise ValueError(f"the model reads at most context = {self.context} tokens; got "
                              f"{ids.shape[1]} after {start} cached")  # fmt: skip
         positions = torch.arange(start, start + ids.shape[1], device=ids.device)
-        h = self.tokens(ids)
-        if self.position == "learned":
-            h = h + self.positions(positions)
-        elif self.position == "sinusoidal":
-            h = h + self.table[positions]
-        h = self.drop(h)
+        h = self.drop(self.embed(ids, positions))
         for layer, block in enumerate(self.blocks):
             h = block(h, positions, layer, cache)
         return self.head(self.norm(h))
+
+
+@torch.no_grad()
+def attention_maps(model: CharGPT, ids: torch.Tensor) -> list[torch.Tensor]:
+    """What each head of each block looks at when the model reads ``ids`` (T,): one (heads,
+    T, T) tensor of attention weights per block (row t: how token t spreads its attention over
+    tokens 0..t), recomputed by hand (:func:`genai_course.attention.attention_weights`) from
+    the block's own queries and keys, in eval mode."""
+    if not isinstance(model, CharGPT):
+        raise TypeError(f"model must be a CharGPT, got {type(model).__name__}")
+    if not isinstance(ids, torch.Tensor) or ids.ndim != 1 or not 0 < len(ids) <= model.context:
+        raise ValueError(f"ids must be a 1-D tensor of 1 to context = {model.context} tokens")
+    was_training = model.training
+    model.eval()
+    positions = torch.arange(len(ids), device=ids.device)
+    h = model.embed(ids[None], positions)
+    maps = []
+    for layer, block in enumerate(model.blocks):
+        q, k, _ = block.attn.queries_keys_values(block.norm1(h), positions)
+        maps.append(attention_weights(q, k, causal_mask(len(ids), device=ids.device))[0])
+        h = block(h, positions, layer, None)
+    model.train(was_training)
+    return maps
 
 
 # -- training and evaluation -------------------------------------------------------------------

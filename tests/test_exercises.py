@@ -1,4 +1,5 @@
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,35 @@ def _in_place_reparameterize(mu, logvar, eps):
 
 def _not_written(*args):
     raise NotImplementedError
+
+
+def _attention_without_mask_rule(q, k, v, scale, future):
+    scores = q @ k.T * scale  # (T, T)
+    mask = torch.ones_like(scores, dtype=torch.bool)
+    mask = mask.triu() if future else mask.tril()
+    return scores.masked_fill(~mask, -math.inf).softmax(-1) @ v
+
+
+def _attention_naive_exp(q, k, v):
+    weights = (q @ k.T / math.sqrt(q.shape[1])).exp().tril()  # (T, T), exp of large scores
+    return weights / weights.sum(1, keepdim=True) @ v
+
+
+def _merge_at_every_match(tokens, pair, new_id):
+    # every position where the pair starts is merged, even inside an earlier merge
+    starts = (tokens[:-1] == pair[0]) & (tokens[1:] == pair[1])  # (N - 1,)
+    first = torch.cat([starts, starts.new_zeros(1)])  # (N,): a merge starts here
+    second = torch.cat([starts.new_zeros(1), starts])  # (N,): a merge ends here
+    return torch.where(first, new_id, tokens)[~second]
+
+
+def _merge_as_a_list(tokens, pair, new_id):
+    out, i, t = [], 0, tokens.tolist()
+    while i < len(t):
+        matched = i + 1 < len(t) and (t[i], t[i + 1]) == pair
+        out.append(new_id if matched else t[i])
+        i += 2 if matched else 1
+    return out  # a list of ints: an empty one becomes a float tensor
 
 
 # planted wrong answers: (exercise, wrong function, what the verdict must say)
@@ -93,6 +123,25 @@ WRONG = [
     ),  # not renormalised
     ("pipeline.bits_per_dim", lambda nll, d: nll / (d - d), "raised ZeroDivisionError"),
     ("pipeline.image_log_likelihood", _not_written, "not implemented yet"),
+    (
+        "transformers.causal_attention",  # no 1/sqrt(d)
+        lambda q, k, v: _attention_without_mask_rule(q, k, v, 1.0, future=False),
+        "wrong values",
+    ),
+    (
+        "transformers.causal_attention",  # the mask transposed: attending to the future
+        lambda q, k, v: _attention_without_mask_rule(
+            q, k, v, 1 / math.sqrt(q.shape[1]), future=True
+        ),
+        "wrong values",
+    ),
+    ("transformers.causal_attention", _attention_naive_exp, "non-finite values"),
+    (
+        "transformers.bpe_merge",
+        _merge_at_every_match,
+        "the result has shape (1,), but should have shape (2,)",
+    ),
+    ("transformers.bpe_merge", _merge_as_a_list, "has dtype torch.float32, but should be integer"),
 ]
 
 
@@ -284,6 +333,22 @@ def _dirac_step_numpy(theta, psi, lr, alternating):
     return theta + lr * special.expit(-against * theta) * against, new_psi
 
 
+def _causal_attention_numpy(q, k, v):
+    q, k, v = q.numpy(), k.numpy(), v.numpy()
+    scores = q @ k.T / np.sqrt(q.shape[1])  # (T, T)
+    future = np.arange(len(q))[None, :] > np.arange(len(q))[:, None]  # j > i
+    return special.softmax(np.where(future, -np.inf, scores), axis=1) @ v  # (T, d_v)
+
+
+def _bpe_merge_regex(tokens, pair, new_id):
+    # each token one character; re.sub replaces non-overlapping matches left to right
+    def spell(*ids):
+        return "".join(chr(0x100 + i) for i in ids)
+
+    merged = re.sub(re.escape(spell(*pair)), spell(new_id), spell(*tokens.tolist()))
+    return np.array([ord(c) - 0x100 for c in merged], dtype=np.int64)
+
+
 def _torch_multinomial(x, probs):
     return torch.distributions.Multinomial(int(x.sum()), probs=probs).log_prob(x)
 
@@ -318,6 +383,8 @@ INDEPENDENT = {
     "sequences.lstm_cell": _lstm_numpy,
     "sequences.bits_per_char": _bits_per_char_scipy,
     "sequences.top_k_probs": _top_k_by_rank_numpy,
+    "transformers.causal_attention": _causal_attention_numpy,
+    "transformers.bpe_merge": _bpe_merge_regex,
     "evaluation.frechet_distance": _frechet_sqrtm,
     "evaluation.kth_neighbour_radius": _kd_tree_radius,
     "common_mistakes.log_sum_exp": lambda x: special.logsumexp(x.numpy()),
@@ -389,6 +456,12 @@ FIXED_ANSWERS = [
         ],
     ),  # fmt: skip
     ("sequences.top_k_probs", 1, [[math.e / (math.e + 1), 1 / (math.e + 1), 0.0]]),
+    # row 0 reads only v_0; rows 1 and 2 split evenly between v_0 and v_1
+    ("transformers.causal_attention", 1, [[1.0, 0.0], [0.5, 0.5], [0.5, 0.5]]),
+    # row 1: softmax(1/4, 0) over v = (1, 0) gives sigmoid(1/4)
+    ("transformers.causal_attention", 2, [[1.0], [1 / (1 + math.exp(-0.25))]]),
+    ("transformers.bpe_merge", 0, [4, 1]),
+    ("transformers.bpe_merge", 2, [0, 1, 2, 3]),
     ("common_mistakes.log_sum_exp", 0, 1000 + math.log(2)),
     ("common_mistakes.log_sum_exp", 1, -1000 + math.log1p(math.exp(-1))),
 ]

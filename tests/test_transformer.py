@@ -13,6 +13,7 @@ from genai_course.transformer import (
     Block,
     CharGPT,
     KVCache,
+    attention_maps,
     bits_per_token,
     generate,
     generate_ids,
@@ -70,6 +71,24 @@ def test_without_positions_one_block_sees_a_bag_of_tokens():
     torch.testing.assert_close(model(ids)[:, -1], model(shuffled)[:, -1], rtol=0, atol=1e-10)
     learned = small_gpt("learned", layers=1)
     assert not torch.allclose(learned(ids)[:, -1], learned(shuffled)[:, -1])
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_attention_maps_are_the_weights_the_blocks_use(position):
+    """Each map, times the block's values and through its projection, gives the block's own
+    attention output: the maps are what the fused kernel computed."""
+    model = small_gpt(position)
+    ids = torch.randint(11, (9,))
+    maps = attention_maps(model, ids)
+    assert len(maps) == 2 and maps[0].shape == (4, 9, 9)
+    torch.testing.assert_close(maps[1].sum(-1), torch.ones(4, 9, dtype=torch.float64))
+    assert (maps[1].triu(1) == 0).all()  # nothing from the future
+    positions = torch.arange(9)
+    block = model.blocks[0]
+    x = block.norm1(model.embed(ids[None], positions))
+    _, _, v = block.attn.queries_keys_values(x, positions)
+    by_hand = block.attn.proj((maps[0][None] @ v).transpose(1, 2).reshape(1, 9, 16))
+    torch.testing.assert_close(by_hand, block.attn(x, positions, 0, None), rtol=0, atol=1e-12)
 
 
 def test_the_output_layer_is_the_token_embedding():

@@ -15,6 +15,7 @@ from genai_course.exercises import (
     neural_networks,
     pipeline,
     sequences,
+    transformers,
     vae,
     vae_in_practice,
 )
@@ -33,6 +34,7 @@ CHAPTERS = (
     vae,
     vae_in_practice,
     sequences,
+    transformers,
     common_mistakes,
 )
 

@@ -1,7 +1,10 @@
 import functools
 import http.server
 import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -9,6 +12,27 @@ from hypothesis import settings
 # the same examples on every run: a test that passes in CI passes again
 settings.register_profile("book", derandomize=True, database=None, deadline=None)
 settings.load_profile("book")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def build_book(tmp_path_factory):
+    """``build_book(builder)``: the book built from the committed outputs with Sphinx's
+    ``builder`` ("html" as `make test` builds it, "latex" as `make pdf` does before XeLaTeX),
+    warning-free; returns the builder's output folder."""
+
+    def build(builder: str) -> Path:
+        out = tmp_path_factory.mktemp(builder)
+        config = out / "config.yml"
+        subprocess.run([sys.executable, ROOT / "scripts" / "book_config.py", config], check=True)
+        jupyter_book = Path(sys.executable).parent / "jupyter-book"
+        command = [jupyter_book, "build", ROOT, "--builder", builder, "-W", "-n", "--keep-going",
+                   "--config", config, "--path-output", out]  # fmt: skip
+        subprocess.run(command, check=True, capture_output=True)
+        return out / "_build" / builder
+
+    return build
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ the committed outputs, as `make test` builds it."""
 import html
 import json
 import re
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -23,15 +22,9 @@ CHAPTERS = in_book_order()
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
+def site(build_book) -> Path:
     """The HTML book, built warning-free from the committed outputs."""
-    out = tmp_path_factory.mktemp("book")
-    config = out / "config.yml"
-    subprocess.run([sys.executable, ROOT / "scripts" / "book_config.py", config], check=True)
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    subprocess.run([jupyter_book, "build", ROOT, "-W", "-n", "--keep-going", "--config", config,
-                    "--path-output", out], check=True, capture_output=True)  # fmt: skip
-    return out / "_build" / "html"
+    return build_book("html")
 
 
 def page(site: Path, chapter: Path) -> str:

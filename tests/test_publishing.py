@@ -87,16 +87,9 @@ def test_the_readme_says_where_the_book_is_published():
 
 
 @pytest.fixture(scope="module")
-def latex(tmp_path_factory) -> str:
+def latex(build_book) -> str:
     """The PDF edition's book.tex, as `make pdf` writes it before running XeLaTeX."""
-    out = tmp_path_factory.mktemp("latex")
-    config = out / "config.yml"
-    subprocess.run([sys.executable, ROOT / "scripts" / "book_config.py", config], check=True)
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    command = [jupyter_book, "build", ROOT, "--builder", "latex", "-W", "-n", "--keep-going",
-               "--config", config, "--path-output", out]  # fmt: skip
-    subprocess.run(command, check=True, capture_output=True)
-    return (out / "_build" / "latex" / "book.tex").read_text()
+    return (build_book("latex") / "book.tex").read_text()
 
 
 def test_parts_number_their_chapters_as_the_online_book(latex):

@@ -275,6 +275,23 @@ def bits_per_token(model: CharGPT, ids: torch.Tensor, stride: int | None = None,
     return total / (len(ids) - 1) / math.log(2)
 
 
+def text_bits_per_char(model: CharGPT, tokenizer, text: str, stride: int | None = None) -> float:
+    """Held-out bits per *character* of ``text`` under a model of ``tokenizer``'s tokens (a
+    :class:`~genai_course.markov.CharVocab` or a :class:`~genai_course.bpe.BPE`): the bits of
+    every token but the first (:func:`bits_per_token`), over the characters those tokens
+    spell. For characters it is the bits per token; for longer tokens it is what compares
+    with them (:func:`~genai_course.bpe.bits_per_char_from_tokens`)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    if not (hasattr(tokenizer, "encode") and hasattr(tokenizer, "decode")):
+        raise TypeError(f"tokenizer must have encode and decode (a CharVocab or a BPE), got "
+                        f"{type(tokenizer).__name__}")  # fmt: skip
+    ids = tokenizer.encode(text)
+    scored_chars = len(text) - len(tokenizer.decode(ids[:1]))
+    bits = bits_per_token(model, ids.to(model.head.weight.device), stride) * (len(ids) - 1)
+    return bits / scored_chars
+
+
 # -- generation --------------------------------------------------------------------------------
 
 

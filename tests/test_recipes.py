@@ -24,6 +24,7 @@ from genai_course.train.recipes import (
 PACKAGE = Path(__file__).resolve().parent.parent / "genai_course"
 _LSTM = RECIPES["char_lstm"].quick
 _GPT = RECIPES["char_gpt"].quick
+_BPE_GPT = RECIPES["bpe_gpt"].quick
 # a few steps of each recipe: its quick settings on a small slice of its data
 SMALL = {"train_size": 256, "epochs": 1}
 SMALLER = {  # where 256 examples are too few steps to show the loss falling
@@ -31,6 +32,7 @@ SMALLER = {  # where 256 examples are too few steps to show the loss falling
         "train_size": _LSTM.batch_size * (3 * _LSTM.seq_len + 1), "epochs": 1},
     "classifier": {"train_size": 1024, "epochs": 1},  # eight steps
     "char_gpt": {"train_size": 256 * _GPT.context + 1, "epochs": 1},  # 256 windows
+    "bpe_gpt": {"train_size": 256 * _BPE_GPT.context + 1, "epochs": 1},  # of tokens
 }
 # what each recipe's evaluation reports after every epoch
 EVALUATIONS = {
@@ -40,6 +42,7 @@ EVALUATIONS = {
     "vae_2d": {"test -ELBO", "test reconstruction", "test KL"},
     "char_lstm": {"valid bits/char"},
     "char_gpt": {"valid bits/char"},
+    "bpe_gpt": {"valid bits/char"},
     "classifier": {"test accuracy"},
 }
 

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genai_course.bpe import bits_per_char_from_tokens, train_bpe
+from genai_course.markov import CharVocab
 from genai_course.transformer import (
     POSITIONS,
     Block,
@@ -17,6 +19,7 @@ from genai_course.transformer import (
     bits_per_token,
     generate,
     generate_ids,
+    text_bits_per_char,
     text_windows,
     window_loss,
 )
@@ -148,6 +151,33 @@ def test_bits_per_token_scores_every_token_once():
     expected = F.cross_entropy(logits, ids[1:]).item() / math.log(2)
     for stride in (1, 5, 12):
         assert bits_per_token(model, ids, stride=stride) == pytest.approx(expected, abs=1e-12)
+
+
+TEXT = "the cat sat on the mat; the rat ate the hat. " * 6
+
+
+def test_bits_per_char_are_bits_per_token_for_characters():
+    vocab = CharVocab(TEXT)
+    torch.manual_seed(0)
+    model = CharGPT(len(vocab), 12, 16, 1, 4).to(torch.float64).eval()
+    expected = bits_per_token(model, vocab.encode(TEXT))
+    assert text_bits_per_char(model, vocab, TEXT) == pytest.approx(expected, rel=1e-12)
+
+
+def test_bits_per_char_of_tokens_count_the_characters_they_spell():
+    bpe = train_bpe(TEXT, 20)
+    ids = bpe.encode(TEXT)
+    assert len(ids) < len(TEXT) / 2  # tokens of several characters
+    torch.manual_seed(0)
+    model = CharGPT(len(bpe), 12, 16, 1, 4).to(torch.float64).eval()
+    nats = bits_per_token(model, ids) * math.log(2)  # per scored token: all but the first
+    spelled = len(TEXT) - len(bpe.decode(ids[:1]))
+    expected = bits_per_char_from_tokens(nats, len(ids) - 1, spelled)
+    assert text_bits_per_char(model, bpe, TEXT) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(TypeError, match="text must be a string"):
+        text_bits_per_char(model, bpe, ids)
+    with pytest.raises(TypeError, match="tokenizer must have encode and decode"):
+        text_bits_per_char(model, "abc", TEXT)
 
 
 def test_training_lowers_the_loss_on_a_repeated_text():

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genai_course import distributed
+from genai_course.bpe import BPE, train_bpe
 from genai_course.conditional_gan import (
     ConditionalGAN,
     ConditionalGenerator,
@@ -74,7 +75,13 @@ from genai_course.pixels import IndependentBernoulli
 from genai_course.train import parallel
 from genai_course.train.history import History
 from genai_course.train.loop import fit, gradient_step
-from genai_course.transformer import POSITIONS, CharGPT, bits_per_token, text_windows, window_loss
+from genai_course.transformer import (
+    POSITIONS,
+    CharGPT,
+    text_bits_per_char,
+    text_windows,
+    window_loss,
+)
 from genai_course.vae import (
     VAE,
     ConvVAE,
@@ -205,6 +212,15 @@ class GPTSettings(Settings):
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         _check_choice("position", self.position, POSITIONS)
+
+
+@dataclass(frozen=True)
+class BPEGPTSettings(GPTSettings):
+    merges: int  # byte-pair merges learned from the training text (the tokens beyond characters)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive_int("merges", self.merges)
 
 
 @dataclass
@@ -639,18 +655,48 @@ def train_char_gpt(
     (:func:`cosine_schedule_step`); the validation bits per character after every epoch.
     ``data``: ``char_gpt_data(settings)`` if the caller has it already."""
     device = _prepare(settings, GPTSettings, seed, device)
-    vocab, windows = char_gpt_data(settings) if data is None else data
-    valid_ids = vocab.encode(load_shakespeare("valid")).to(device)
-    model = build_char_gpt(settings, len(vocab)).to(device)
+    data = char_gpt_data(settings) if data is None else data
+    options.setdefault("desc", "char GPT")
+    return _train_gpt(settings, seed, device, *data, options)
+
+
+def bpe_gpt_data(settings: BPEGPTSettings, bpe: BPE | None = None) -> tuple[BPE, torch.Tensor]:
+    """Byte-pair encoding with ``merges`` merges learned from the training text (or ``bpe``, if
+    the caller has learned it already), and that text's tokens as windows (W, context + 1)."""
+    train_text = load_shakespeare("train")
+    if bpe is None:
+        bpe = train_bpe(train_text, settings.merges)
+    elif not isinstance(bpe, BPE) or len(bpe.merges) != settings.merges:
+        raise ValueError(f"bpe must be a BPE of settings.merges = {settings.merges} merges")
+    return bpe, text_windows(bpe.encode(train_text)[: settings.train_size], settings.context)
+
+
+def train_bpe_gpt(
+    settings: BPEGPTSettings, *, seed: int = 0, device=None,
+    data: tuple[BPE, torch.Tensor] | None = None, **options,
+) -> Trained:  # fmt: skip
+    """The same GPT on byte-pair tokens (``train_size`` counts tokens): trained as
+    :func:`train_char_gpt`, and measured, like it, in bits per *character* of the validation
+    text, so that the two tokenisations compare. ``data``: ``bpe_gpt_data(settings)``."""
+    device = _prepare(settings, BPEGPTSettings, seed, device)
+    data = bpe_gpt_data(settings) if data is None else data
+    options.setdefault("desc", "BPE GPT")
+    return _train_gpt(settings, seed, device, *data, options)
+
+
+def _train_gpt(settings: GPTSettings, seed: int, device, tokenizer, windows: torch.Tensor,
+               options: dict) -> Trained:  # fmt: skip
+    valid_text = load_shakespeare("valid")
+    model = build_char_gpt(settings, len(tokenizer)).to(device)
     net = distributed.wrap(model)  # the loss calls this: under torchrun it averages gradients
     optimizer = _adam(model.parameters(), settings.lr)
-    options.setdefault("desc", "char GPT")
     total = settings.epochs * math.ceil(len(windows) / settings.batch_size)
     step = cosine_schedule_step(lambda batch: window_loss(net, batch), optimizer, total,
                                 warmup=min(100, max(total // 10, 1)))  # fmt: skip
+
     history = _fit(
         model, optimizer, windows, settings, seed, options, step=step,
-        evaluate=lambda: {"valid bits/char": bits_per_token(model, valid_ids)},
+        evaluate=lambda: {"valid bits/char": text_bits_per_char(model, tokenizer, valid_text)},
     )  # fmt: skip
     return Trained(model, history, len(windows))
 
@@ -706,6 +752,9 @@ _LSTM = LSTMSettings(train_size=None, epochs=2, batch_size=32, lr=5e-3, embed_di
 # a 41-second trial with a cosine schedule)
 _GPT = GPTSettings(train_size=None, epochs=1, batch_size=16, lr=5e-3, context=64, dim=128,
                    num_layers=2, num_heads=4, dropout=0.0, position="rotary")  # fmt: skip
+# quick: the same network on byte-pair tokens (256 merges: about two characters a token), in
+# windows of 32 tokens, about the 64 characters of the character model's; one pass
+_BPE_GPT = BPEGPTSettings(**{**vars(_GPT), "context": 32}, merges=256)
 _FULL = {"train_size": None, "epochs": 20}  # the whole training split, longer
 _FULL_VAE = {**_FULL, "eval_size": None}
 
@@ -798,6 +847,12 @@ RECIPES: dict[str, Recipe] = {
         # full: nanoGPT's baby GPT on our corpus (6 blocks of 384, windows of 256)
         _GPT, train_char_gpt, epochs=30, batch_size=64, lr=1e-3, context=256, dim=384,
         num_layers=6, num_heads=6, dropout=0.2,
+    ),
+    "bpe_gpt": _recipe(
+        "GPT on byte-pair tokens of Shakespeare, scored per character (the transformers chapter)",
+        # full: the character model's full settings, on windows of 128 tokens and 512 merges
+        _BPE_GPT, train_bpe_gpt, epochs=30, batch_size=64, lr=1e-3, context=128, dim=384,
+        num_layers=6, num_heads=6, dropout=0.2, merges=512,
     ),
     "classifier": _recipe(
         "the Fashion-MNIST classifier whose features the Fréchet distance uses",

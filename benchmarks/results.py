@@ -27,10 +27,11 @@ from genai_course.results import METRICS, machine
 ROOT = Path(__file__).resolve().parent.parent
 DATA, PAGE = ROOT / "book" / "results.json", ROOT / "book" / "results.md"
 # short column headers, explained in the page's introduction
-HEADERS = {"test -ELBO (nats)": "−ELBO", "test NLL (nats)": "NLL", "Fréchet distance": "FD",
+HEADERS = {"test -ELBO (nats)": "−ELBO", "test NLL (nats)": "NLL", "bits/dim (8-bit)": "8-bit bpd",
+           "Fréchet distance": "FD",
            "precision": "prec.", "recall": "recall", "modes covered": "modes",
            "valid bits/char": "valid bpc", "test bits/char": "test bpc"}  # fmt: skip
-DECIMALS = {"precision": 2, "recall": 2, "modes covered": 0, "bits/dim": 3,
+DECIMALS = {"precision": 2, "recall": 2, "modes covered": 0, "bits/dim": 3, "bits/dim (8-bit)": 3,
             "valid bits/char": 3, "test bits/char": 3}  # fmt: skip
 
 INTRO = """\
@@ -44,14 +45,16 @@ section below is one profile on one machine, with the date and the PyTorch it ra
 `make bench` adds or replaces the section of their machine.
 
 The columns: −ELBO and NLL are nats per test image (binarised), NLL being the
-importance-weighted estimate of the negative log-likelihood with the number of samples k the
-row names (the {doc}`VAE chapter <../notebooks/vae>`), and bits/dim that NLL in bits per
-pixel; FD is the Fréchet distance, prec. and recall the precision and recall of samples, all
-three on the features of the book's classifier
-(the {doc}`evaluation chapter <../notebooks/evaluation>`); modes counts the modes of the
-2-D mixture that receive good samples; valid bpc and test bpc are bits per character on the
-held-out text (the {doc}`sequences chapter <../notebooks/sequences>`); train s is the seconds
-spent in `fit`, evaluations included. Lower is better except for prec., recall and modes.
+importance-weighted estimate of the negative log-likelihood with the number of samples k the row
+names (the {doc}`VAE chapter <../notebooks/vae>`), and bits/dim that NLL in bits per pixel;
+8-bit bpd is bits per pixel of the 256-level images, dequantised (the
+{doc}`flows chapter <../notebooks/flows>`), another quantity, not comparable with bits/dim; FD
+is the Fréchet distance, prec. and recall the precision and recall of samples, all three on the
+features of the book's classifier (the {doc}`evaluation chapter <../notebooks/evaluation>`);
+modes counts the modes of the 2-D mixture that receive good samples; valid bpc and test bpc are
+bits per character on the held-out text (the {doc}`sequences chapter <../notebooks/sequences>`);
+train s is the seconds spent in `fit`, evaluations included. Lower is better except for prec.,
+recall and modes.
 
 Under the training loops, *where the time goes* splits one run of the book's loop, profiled with
 `torch.profiler`, into the time of its operators by kind and the time outside any operator

@@ -28,6 +28,7 @@ METRICS = (
     "test -ELBO (nats)",
     "test NLL (nats)",
     "bits/dim",
+    "bits/dim (8-bit)",
     "Fréchet distance",
     "precision",  # higher is better
     "recall",  # higher is better

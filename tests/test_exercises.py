@@ -72,6 +72,17 @@ def _merge_as_a_list(tokens, pair, new_id):
     return out  # a list of ints: an empty one becomes a float tensor
 
 
+def _coupling(x, mask, s, t, swapped=False):
+    kept = 1 - mask if swapped else mask
+    return kept * x + (1 - kept) * (x * s.exp() + t), (1 - kept) * s
+
+
+def _linear_flow(x, W, b, transposed=False, constant=True):
+    z = x @ (W if transposed else W.T) + b  # (B, D)
+    d = x.shape[1] if constant else 0
+    return -0.5 * (z**2).sum(1) - d / 2 * math.log(2 * math.pi) + torch.linalg.slogdet(W)[1]
+
+
 # planted wrong answers: (exercise, wrong function, what the verdict must say)
 WRONG = [
     ("vae.gaussian_kl", tutorial_kl, "wrong values"),
@@ -142,6 +153,41 @@ WRONG = [
         "the result has shape (1,), but should have shape (2,)",
     ),
     ("transformers.bpe_merge", _merge_as_a_list, "has dtype torch.float32, but should be integer"),
+    (
+        "flows.affine_coupling",  # logdet summed over every feature, the kept ones too
+        lambda x, m, s, t: (_coupling(x, m, s, t)[0], s.sum(1)),
+        "value 2 of the result has wrong values",
+    ),
+    (
+        "flows.affine_coupling",  # the mask read backwards: mask 1 transformed, 0 kept
+        lambda x, m, s, t: (_coupling(x, m, s, t, swapped=True)[0], (m * s).sum(1)),
+        "value 1 of the result has wrong values",
+    ),
+    (
+        "flows.affine_coupling",  # one logdet for the whole batch
+        lambda x, m, s, t: (_coupling(x, m, s, t)[0], _coupling(x, m, s, t)[1].sum()),
+        "value 2 of the result has shape (), but should have shape (2,)",
+    ),
+    (
+        "flows.affine_coupling",  # squeezed: a batch of one loses its batch dimension
+        lambda x, m, s, t: (_coupling(x, m, s, t)[0], _coupling(x, m, s, t)[1].sum(1).squeeze()),
+        "value 2 of the result has shape (), but should have shape (1,)",
+    ),
+    (
+        "flows.linear_flow_log_prob",  # log det W, not log |det W|: nan where det W < 0
+        lambda x, W, b: _linear_flow(x, W, b) - torch.linalg.slogdet(W)[1] + torch.det(W).log(),
+        "non-finite values",
+    ),
+    (
+        "flows.linear_flow_log_prob",  # the -(D/2) log(2 pi) forgotten
+        lambda x, W, b: _linear_flow(x, W, b, constant=False),
+        "wrong values",
+    ),
+    (
+        "flows.linear_flow_log_prob",  # x @ W + b: each row mapped by W^T
+        lambda x, W, b: _linear_flow(x, W, b, transposed=True),
+        "wrong values",
+    ),
 ]
 
 
@@ -349,6 +395,23 @@ def _bpe_merge_regex(tokens, pair, new_id):
     return np.array([ord(c) - 0x100 for c in merged], dtype=np.int64)
 
 
+def _affine_coupling_jacobian(x, mask, s, t):
+    # y feature by feature, and log |det| of the Jacobian dy/dx, a diagonal matrix per example
+    x, m, s, t = x.numpy(), mask.numpy(), s.numpy(), t.numpy()
+    y = np.where(m == 1, x, x * np.exp(s) + t)  # (B, D)
+    diagonal = np.where(m == 1, 1.0, np.exp(s))  # (B, D): dy_d / dx_d
+    jacobians = diagonal[:, :, None] * np.eye(x.shape[1])  # (B, D, D)
+    return y, np.linalg.slogdet(jacobians)[1]
+
+
+def _linear_flow_as_a_gaussian(x, W, b):
+    # z = W x + b ~ N(0, I) makes x = W^-1 (z - b) ~ N(-W^-1 b, W^-1 W^-T) = N(-W^-1 b,
+    # (W^T W)^-1): its density with no change of variables written out
+    W, b = W.numpy(), b.numpy()
+    gaussian = stats.multivariate_normal(-np.linalg.solve(W, b), np.linalg.inv(W.T @ W))
+    return np.reshape(gaussian.logpdf(x.numpy()), len(x))  # logpdf drops a batch of one
+
+
 def _torch_multinomial(x, probs):
     return torch.distributions.Multinomial(int(x.sum()), probs=probs).log_prob(x)
 
@@ -385,6 +448,8 @@ INDEPENDENT = {
     "sequences.top_k_probs": _top_k_by_rank_numpy,
     "transformers.causal_attention": _causal_attention_numpy,
     "transformers.bpe_merge": _bpe_merge_regex,
+    "flows.affine_coupling": _affine_coupling_jacobian,
+    "flows.linear_flow_log_prob": _linear_flow_as_a_gaussian,
     "evaluation.frechet_distance": _frechet_sqrtm,
     "evaluation.kth_neighbour_radius": _kd_tree_radius,
     "common_mistakes.log_sum_exp": lambda x: special.logsumexp(x.numpy()),
@@ -462,6 +527,40 @@ FIXED_ANSWERS = [
     ("transformers.causal_attention", 2, [[1.0], [1 / (1 + math.exp(-0.25))]]),
     ("transformers.bpe_merge", 0, [4, 1]),
     ("transformers.bpe_merge", 2, [0, 1, 2, 3]),
+    # mask all ones: y = x and logdet 0, whatever s is
+    ("flows.affine_coupling", 0, ([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]], [0.0, 0.0])),
+    # mask all zeros: y = x e^s + t with s = (0, 1), and logdet 0 + 1
+    ("flows.affine_coupling", 1, ([[1.5, -math.e - 0.5]], [1.0])),
+    # the kept features stay, s = +-20 on them counts for nothing
+    (
+        "flows.affine_coupling",
+        2,
+        (
+            [
+                [0.5, math.exp(0.5), -1.0, 2.0 * math.exp(-1.0) + 1.0],
+                [-0.5, 2.0 * math.exp(-0.25) + 1.0, 1.5, 2.0],
+            ],
+            [-0.5, -0.25],
+        ),
+    ),
+    # z = (0, 1) and (-1, 1/2), log |det W| = log 2
+    (
+        "flows.linear_flow_log_prob",
+        0,
+        [-0.5 - 2 * HALF_LOG_2PI + math.log(2), -0.625 - 2 * HALF_LOG_2PI + math.log(2)],
+    ),
+    # z = (3/2, 0, 1), log |det W| = log(1/2)
+    (
+        "flows.linear_flow_log_prob",
+        1,
+        [-z * z / 2 - HALF_LOG_2PI - math.log(2) for z in (1.5, 0.0, 1.0)],
+    ),
+    # z = (0, 0, 1) and (-2, -2, 0), log |det W| = log(1e6)
+    (
+        "flows.linear_flow_log_prob",
+        2,
+        [-0.5 - 3 * HALF_LOG_2PI + 6 * math.log(10), -4.0 - 3 * HALF_LOG_2PI + 6 * math.log(10)],
+    ),
     ("common_mistakes.log_sum_exp", 0, 1000 + math.log(2)),
     ("common_mistakes.log_sum_exp", 1, -1000 + math.log1p(math.exp(-1))),
 ]

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from genai_course.metrics import bits_per_dim
-from genai_course.pixels import IndependentBernoulli
+from genai_course.pixels import IndependentBernoulli, categorical_bits_per_dim
 from genai_course.train import fit
 
 
@@ -79,3 +79,24 @@ def test_bits_per_dim():
     assert bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="dims must be a positive int"):
         bits_per_dim(1.0, 0)
+
+
+def test_the_categorical_baseline_counts_each_pixels_grey_levels():
+    train = torch.tensor([[[0, 7]], [[0, 7]], [[0, 9]]], dtype=torch.uint8)  # 3 images of 1 x 2
+    test = torch.tensor([[[0, 9]]], dtype=torch.uint8)
+    a = 0.5
+    # pixel 1: level 0 seen 3 times of 3; pixel 2: level 9 once of 3
+    expected = -(math.log2((3 + a) / (3 + 256 * a)) + math.log2((1 + a) / (3 + 256 * a))) / 2
+    assert categorical_bits_per_dim(train, test, pseudocount=a) == pytest.approx(expected)
+    # with no data to speak of, the baseline is the uniform distribution: 8 bits
+    assert categorical_bits_per_dim(train, test, pseudocount=1e9) == pytest.approx(8.0)
+
+
+def test_the_categorical_baseline_names_bad_input():
+    images = torch.zeros(2, 3, 3, dtype=torch.uint8)
+    with pytest.raises(TypeError, match="train must be a non-empty uint8 tensor"):
+        categorical_bits_per_dim(images.float(), images)
+    with pytest.raises(ValueError, match="images of one shape"):
+        categorical_bits_per_dim(images, images[:, :2])
+    with pytest.raises(ValueError, match="pseudocount must be a positive number"):
+        categorical_bits_per_dim(images, images, pseudocount=0)

@@ -33,6 +33,7 @@ SMALLER = {  # where 256 examples are too few steps to show the loss falling
     "classifier": {"train_size": 1024, "epochs": 1},  # eight steps
     "char_gpt": {"train_size": 256 * _GPT.context + 1, "epochs": 1},  # 256 windows
     "bpe_gpt": {"train_size": 256 * _BPE_GPT.context + 1, "epochs": 1},  # of tokens
+    "ring_flow": {"train_size": 2048, "epochs": 1},  # 16 steps
 }
 # what each recipe's evaluation reports after every epoch
 EVALUATIONS = {
@@ -43,6 +44,8 @@ EVALUATIONS = {
     "char_lstm": {"valid bits/char"},
     "char_gpt": {"valid bits/char"},
     "bpe_gpt": {"valid bits/char"},
+    "ring_flow": {"test NLL (nats/point)"},
+    "flow": {"test bits/dim"},
     "classifier": {"test accuracy"},
 }
 
@@ -56,7 +59,8 @@ def test_every_recipe_trains_a_few_steps_under_quick(name):
     assert history.steps and all(len(v) >= 1 for v in history.steps.values())
     assert all(torch.isfinite(torch.tensor(v)).all() for v in history.steps.values())
     assert set(history.epochs) >= EVALUATIONS.get(name, set())
-    assert trained.examples == {"char_lstm": 3, "classifier": 1024}.get(name, 256)
+    assert trained.examples == {"char_lstm": 3, "classifier": 1024, "ring_flow": 2048}.get(
+        name, 256)
     assert trained.model.training  # handed back in training mode
     if name.endswith("gan"):
         assert len(trained.snapshots) == 1  # one epoch, one snapshot of the fixed noise
@@ -114,12 +118,13 @@ def test_a_trainer_names_what_it_does_not_take():
 
 def test_recipes_that_train_on_one_process_say_so_before_starting(monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    for name in ("pixels", "char_lstm"):
+    one_process = ("pixels", "char_lstm", "ring_flow", "flow")
+    for name in one_process:
         assert not RECIPES[name].parallel
         with pytest.raises(SystemExit):
             cli.main([name])
         assert f"{name} trains on one process only" in capsys.readouterr().err
-    assert all(r.parallel for n, r in RECIPES.items() if n not in ("pixels", "char_lstm"))
+    assert all(r.parallel for n, r in RECIPES.items() if n not in one_process)
 
 
 def ring(**changes):

@@ -8,6 +8,7 @@ from genai_course.exercises import (
     cross_entropy,
     distributions,
     evaluation,
+    flows,
     gan,
     gan_stability,
     gradient_descent,
@@ -35,6 +36,7 @@ CHAPTERS = (
     vae_in_practice,
     sequences,
     transformers,
+    flows,
     common_mistakes,
 )
 

@@ -161,8 +161,9 @@ class InvertibleLinear(FlowLayer):
     r"""Glow's invertible 1x1 convolution: one invertible :math:`C \times C` matrix :math:`W`
     applied to the channel vector at every position (to the whole vector of a 2-D point),
     :math:`y = W x`, so :math:`\log|\det J| = (\text{positions}) \log|\det W|`. It starts as a
-    random rotation (:math:`\log|\det W| = 0`), and generalises the fixed permutations RealNVP
-    uses between couplings: every feature gets its turn to be transformed."""
+    random orthogonal matrix (:math:`\log|\det W| = 0`), and generalises the fixed
+    permutations RealNVP uses between couplings: every feature gets its turn to be
+    transformed."""
 
     def __init__(self, features: int):
         super().__init__()
@@ -225,7 +226,9 @@ class Logit(FlowLayer):
     :math:`p = \alpha + (1 - 2\alpha)\,x`, :math:`y = \log p - \log(1 - p)`, with
     :math:`\log|\det J| = \sum \big[\log(1 - 2\alpha) - \log p - \log(1 - p)\big]`. The
     :math:`\alpha` keeps the ends of the interval finite. Counted in the likelihood, so
-    that the flow's density is one of the data itself."""
+    that the flow's density is one of the data itself. The inverse maps the real line onto
+    :math:`(-\alpha / (1 - 2\alpha), 1 + \alpha / (1 - 2\alpha))`, a little wider than
+    :math:`(0, 1)`."""
 
     def __init__(self, alpha: float = 0.05):
         super().__init__()
@@ -445,6 +448,7 @@ def dequantize(images: torch.Tensor, generator: torch.Generator | None = None) -
 def discrete_bits_per_dim(log_prob: torch.Tensor, num_dims: int) -> torch.Tensor:
     r"""The flow's log-density of dequantised images in :math:`[0, 1)^D` (nats, (B,)) as bits
     per dimension of the 8-bit images: each cube of side 1/256 has volume :math:`256^{-D}`, so
-    :math:`-\log_2 P(k) \le -\big(\log p(y) - D \log 256\big) / \ln 2`, per dimension."""
+    :math:`-\log_2 P(k) \le -\big(\mathbb{E}_u \log p(y) - D \log 256\big) / \ln 2`, per
+    dimension; with one draw of :math:`u` per image, an unbiased estimate of that bound."""
     check_positive_int("num_dims", num_dims)
     return -(log_prob - num_dims * math.log(256)) / (num_dims * math.log(2))

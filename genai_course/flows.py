@@ -67,7 +67,12 @@ class ActNorm(FlowLayer):
         check_positive_int("features", features)
         self.log_scale = nn.Parameter(torch.zeros(features))
         self.shift = nn.Parameter(torch.zeros(features))
-        self.register_buffer("initialised", torch.tensor(False))
+        self.register_buffer("initialised", torch.tensor(False))  # saved with the weights
+        self._ready = False  # the same, kept on the host: no read from the device every step
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._ready = bool(self.initialised)
 
     def _view(self, p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return p.view(1, -1, *([1] * (x.ndim - 2)))  # (1, C, 1, ...)
@@ -79,10 +84,11 @@ class ActNorm(FlowLayer):
         self.log_scale.copy_(-torch.log(std + 1e-6))
         self.shift.copy_(-mean * self.log_scale.exp())
         self.initialised.fill_(True)
+        self._ready = True
 
     def forward(self, x):
         _check_input(x, "x", len(self.log_scale))
-        if self.training and not self.initialised:
+        if self.training and not self._ready:
             self._initialise(x)
         y = x * self._view(self.log_scale.exp(), x) + self._view(self.shift, x)
         positions = x[0, 0].numel()

@@ -155,6 +155,15 @@ def test_actnorm_normalises_its_first_batch_then_keeps_its_values():
     assert torch.allclose(y2, y + layer.log_scale.exp()[:, None, None], atol=1e-5)
 
 
+def test_a_loaded_actnorm_keeps_its_values():
+    trained = ActNorm(2)
+    trained(torch.randn(16, 2) * 3 + 1)
+    loaded = ActNorm(2)
+    loaded.load_state_dict(trained.state_dict())
+    x = torch.randn(16, 2)
+    assert torch.equal(loaded(x)[0], trained(x)[0])  # not re-initialised from this batch
+
+
 def test_a_fresh_coupling_is_the_identity():
     layer = AffineCoupling(alternating_mask(4, 0), mlp_conditioner(4, 8))
     x = torch.randn(5, 4)

@@ -113,6 +113,18 @@ def _throughput(summaries: list[dict]) -> list[str]:
     return lines
 
 
+def _excerpt(code: str, most: int = 28, word: int = 13) -> str:
+    """The start of a cell, short enough for the table to fit the page, on screen and in the
+    PDF: at most ``most`` characters, and no run without a space longer than ``word`` (LaTeX
+    cannot break a line inside one)."""
+    run = 0
+    for i, char in enumerate(code):
+        run = 0 if char == " " else run + 1
+        if (i >= most and len(code) > most + 1) or run > word:
+            return code[:i] + "…"
+    return code
+
+
 def _notebooks(results: list[dict], previous: dict | None) -> list[str]:
     """The table of notebook times: with the slowest cell of each, and the times of the run
     this one replaced (the same machine and profile), if any."""
@@ -128,9 +140,7 @@ def _notebooks(results: list[dict], previous: dict | None) -> list[str]:
             cells.append(f"{before[r['notebook']]:,.1f}" if r["notebook"] in before else "")
         slowest = r.get("slowest")  # absent from runs made before it was recorded
         if slowest:
-            code = slowest[0]["code"]  # shortened, so that the table fits the page
-            code = (code[:28] + "…" if len(code) > 29 else code).replace("|", "\\|")
-            code = code.replace("`", "'")
+            code = _excerpt(slowest[0]["code"]).replace("|", "\\|").replace("`", "'")
             cells.append(f"{slowest[0]['seconds']:,.1f} s: `{code}`")
         else:
             cells.append("")

@@ -103,6 +103,13 @@ def test_the_notebook_table_shows_the_slowest_cell_and_the_run_it_replaced():
     assert "before" not in results._notebooks(run, None)[0]
 
 
+def test_the_slowest_cell_is_cut_where_a_page_can_break_it():
+    assert results._excerpt("import math") == "import math"
+    assert results._excerpt("a = b + c + d + e + f + g + h + i") == "a = b + c + d + e + f + g + …"
+    # no run of more than 13 characters without a space: LaTeX cannot break inside one
+    assert results._excerpt('ring = RECIPES["ring_flow"].train()') == 'ring = RECIPES["ring…'
+
+
 def fake_loops(monkeypatch, seconds: dict[str, float], seeds: list) -> dict:
     """Loops that take ``seconds`` each on a fake clock and return their seconds as quality."""
     clock = [0.0]

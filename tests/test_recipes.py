@@ -34,6 +34,7 @@ SMALLER = {  # where 256 examples are too few steps to show the loss falling
     "char_gpt": {"train_size": 256 * _GPT.context + 1, "epochs": 1},  # 256 windows
     "bpe_gpt": {"train_size": 256 * _BPE_GPT.context + 1, "epochs": 1},  # of tokens
     "ring_flow": {"train_size": 2048, "epochs": 1},  # 16 steps
+    "ring_diffusion": {"train_size": 2048, "epochs": 1},  # 16 steps
 }
 # what each recipe's evaluation reports after every epoch
 EVALUATIONS = {
@@ -46,6 +47,9 @@ EVALUATIONS = {
     "bpe_gpt": {"valid bits/char"},
     "ring_flow": {"test NLL (nats/point)"},
     "flow": {"test bits/dim"},
+    "ring_diffusion": {"test loss"},
+    "ddpm": {"test loss"},
+    "flow_matching": {"test loss"},
     "classifier": {"test accuracy"},
 }
 
@@ -59,7 +63,8 @@ def test_every_recipe_trains_a_few_steps_under_quick(name):
     assert history.steps and all(len(v) >= 1 for v in history.steps.values())
     assert all(torch.isfinite(torch.tensor(v)).all() for v in history.steps.values())
     assert set(history.epochs) >= EVALUATIONS.get(name, set())
-    assert trained.examples == {"char_lstm": 3, "classifier": 1024, "ring_flow": 2048}.get(
+    assert trained.examples == {"char_lstm": 3, "classifier": 1024, "ring_flow": 2048,
+                                 "ring_diffusion": 2048}.get(
         name, 256)
     assert trained.model.training  # handed back in training mode
     if name.endswith("gan"):
@@ -278,7 +283,8 @@ def test_no_function_in_the_package_is_longer_than_80_lines():
     assert not long
 
 
-@pytest.mark.parametrize("module", ["gan", "vae", "lstm", "likelihood", "metrics", "pixels"])
+@pytest.mark.parametrize("module", ["gan", "vae", "lstm", "likelihood", "metrics", "pixels",
+                                    "flows", "unet", "diffusion", "flow_matching"])
 def test_model_modules_do_not_import_the_training_package(module):
     from test_package_map import imported_modules
 

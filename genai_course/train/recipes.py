@@ -58,6 +58,14 @@ from genai_course.data import (
     ring_of_gaussians,
 )
 from genai_course.device import get_device
+from genai_course.diffusion import (
+    PointDenoiser,
+    alpha_bars,
+    cosine_betas,
+    linear_betas,
+    noise_prediction_loss,
+)
+from genai_course.flow_matching import flow_matching_loss
 from genai_course.flows import Flow, dequantize, discrete_bits_per_dim, image_flow, point_flow
 from genai_course.gan import (
     GAN,
@@ -83,6 +91,7 @@ from genai_course.transformer import (
     text_windows,
     window_loss,
 )
+from genai_course.unet import UNet
 from genai_course.vae import (
     VAE,
     ConvVAE,
@@ -240,6 +249,34 @@ class FlowSettings(Settings):
         if self.architecture == "points" and self.train_size is None:
             raise ValueError("train_size must be a number of points to draw for architecture "
                              "'points', got None")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DiffusionSettings(Settings):
+    objective: str  # "ddpm": predict the noise (Ho et al.); "flow-matching": the velocity
+    architecture: str  # "points": an MLP on the ring of Gaussians; "image": the U-Net on
+    # Fashion-MNIST dequantised to [-1, 1], class-conditional with labels dropped
+    width: int  # hidden units of the MLP, or the U-Net's channels at 28 x 28
+    steps: int  # T, the steps of the noising process (ddpm; flow matching: unused)
+    schedule: str  # the betas: "linear" or "cosine" (ddpm; flow matching: unused)
+    label_dropout: float  # share of training labels replaced by "no label" (images)
+    eval_size: int  # held-out points or test images whose loss is scored after every epoch
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_choice("objective", self.objective, ("ddpm", "flow-matching"))
+        _check_choice("architecture", self.architecture, ("points", "image"))
+        _check_choice("schedule", self.schedule, ("linear", "cosine"))
+        for name in ("width", "steps", "eval_size"):
+            check_positive_int(name, getattr(self, name))
+        check_real("label_dropout", self.label_dropout, 0.0, 1.0)
+        if self.architecture == "points" and self.train_size is None:
+            raise ValueError("train_size must be a number of points to draw for architecture "
+                             "'points', got None")  # fmt: skip
+
+    def betas(self) -> torch.Tensor:
+        """The schedule's :math:`\\beta_1, \\dots, \\beta_T`, (T,) float64."""
+        return (linear_betas if self.schedule == "linear" else cosine_betas)(self.steps)
 
 
 @dataclass
@@ -773,6 +810,72 @@ def train_flow(settings: FlowSettings, *, seed: int = 0, device=None,
     return Trained(flow, history, len(data))
 
 
+def build_diffusion(settings: DiffusionSettings) -> nn.Module:
+    """The network of a diffusion or flow-matching recipe, freshly initialised."""
+    if settings.architecture == "points":
+        return PointDenoiser(settings.width)
+    return UNet(channels=1, width=settings.width, num_classes=10)
+
+
+def diffusion_data(settings: DiffusionSettings, split: str = "train"):
+    """What a diffusion recipe trains on or scores: ring points (N, 2), drawn from a generator
+    seeded by the split, or (uint8 images (N, 28, 28), labels (N,))."""
+    size = settings.train_size if split == "train" else settings.eval_size
+    if settings.architecture == "points":
+        generator = torch.Generator().manual_seed({"train": 0, "test": 1}[split])
+        return ring_of_gaussians(size, generator=generator)[0]
+    images = load_fashion_mnist(split)
+    return images.images[:size], images.labels[:size]
+
+
+def to_diffusion_range(images: torch.Tensor, generator=None) -> torch.Tensor:
+    """uint8 images (B, 28, 28) to dequantised ones in [-1, 1], (B, 1, 28, 28):
+    :math:`2 (k + u) / 256 - 1`, :math:`u \\sim U(0, 1)`."""
+    return 2 * dequantize(images, generator)[:, None] - 1
+
+
+def diffusion_loss(model, settings: DiffusionSettings, batch, labels=None, generator=None):
+    """A diffusion recipe's loss per example (B,): noise or velocity regression on points, or
+    on dequantised images with labels dropped at ``settings.label_dropout`` (global generator)."""
+    if labels is not None:
+        batch = to_diffusion_range(batch, generator)
+        drop = torch.rand(len(labels), generator=generator, device=labels.device)
+        labels = labels.masked_fill(drop < settings.label_dropout, 10)  # 10: "no label"
+    if settings.objective == "flow-matching":
+        return flow_matching_loss(model, batch, labels, generator)
+    alpha_bar = alpha_bars(settings.betas()).to(device=batch.device, dtype=batch.dtype)
+    return noise_prediction_loss(model, batch, alpha_bar, labels, generator)
+
+
+def train_diffusion(settings: DiffusionSettings, *, seed: int = 0, device=None,
+                    data=None, **options) -> Trained:  # fmt: skip
+    """The diffusion chapter's models: Adam on the noise-prediction loss (``ddpm``) or the
+    flow-matching loss, on the ring or on Fashion-MNIST; after every epoch the same loss on
+    held-out data, with a fixed noise. ``data``: ``diffusion_data(settings)``."""
+    device = _prepare(settings, DiffusionSettings, seed, device)
+    data = diffusion_data(settings) if data is None else data
+    held_out = diffusion_data(settings, "test")
+    held_out = [t.to(device) for t in (held_out if isinstance(held_out, tuple) else (held_out,))]
+    model = _place(build_diffusion(settings), device)
+    net = distributed.wrap(model)  # the loss calls this: under torchrun it averages gradients
+    optimizer = _adam(model.parameters(), settings.lr)
+
+    def evaluate() -> dict[str, float]:
+        noise = torch.Generator(device).manual_seed(0)
+        with torch.no_grad():
+            return {"test loss": torch.cat([
+                diffusion_loss(model, replace(settings, label_dropout=0.0), *chunks,
+                               generator=noise)
+                for chunks in zip(*(t.split(500) for t in held_out), strict=True)
+            ]).mean().item()}  # fmt: skip
+
+    options.setdefault("desc", f"{settings.objective} ({settings.architecture})")
+    history = _fit(model, optimizer, data, settings, seed, options,
+                   loss_fn=lambda *batch: diffusion_loss(net, settings, *batch),
+                   evaluate=evaluate)  # fmt: skip
+    return Trained(model, history, len(data[0] if isinstance(data, tuple) else data))
+
+
 def train_classifier(settings: Settings, *, seed: int = 0, device=None, **options) -> Trained:
     """The classifier whose features the Fréchet distance uses: cross-entropy
     on the labels with Adam (the default, unfused one, as the shipped weights
@@ -835,6 +938,15 @@ _RING_FLOW = FlowSettings(train_size=20_000, epochs=10, batch_size=128, lr=1e-3,
 # 25 s, where batches of 64 at 1e-3 reached 4.54, barely below independent pixels
 _IMAGE_FLOW = FlowSettings(train_size=10_000, epochs=1, batch_size=32, lr=5e-3,
                            architecture="image", steps=4, width=32, eval_size=2000)  # fmt: skip
+_RING_DIFFUSION = DiffusionSettings(
+    train_size=20_000, epochs=10, batch_size=128, lr=1e-3, objective="ddpm",
+    architecture="points", width=128, steps=100, schedule="linear", label_dropout=0.0,
+    eval_size=10_000,
+)  # fmt: skip
+_DDPM = DiffusionSettings(
+    train_size=10_000, epochs=1, batch_size=64, lr=2e-3, objective="ddpm", architecture="image",
+    width=16, steps=1000, schedule="cosine", label_dropout=0.1, eval_size=2000,
+)  # fmt: skip
 _FULL = {"train_size": None, "epochs": 20}  # the whole training split, longer
 _FULL_VAE = {**_FULL, "eval_size": None}
 
@@ -942,6 +1054,20 @@ RECIPES: dict[str, Recipe] = {
         "multi-scale RealNVP/Glow flow on 8-bit Fashion-MNIST (the flows chapter)", _IMAGE_FLOW,
         train_flow, parallel=False, train_size=None, epochs=30, batch_size=64, lr=1e-3, steps=8,
         width=96, eval_size=10_000,
+    ),
+    "ring_diffusion": _recipe(
+        "DDPM with an MLP denoiser on a ring of eight Gaussians (the diffusion chapter)",
+        _RING_DIFFUSION, train_diffusion, epochs=30,
+    ),
+    "ddpm": _recipe(
+        "class-conditional DDPM (a small U-Net) on Fashion-MNIST (the diffusion chapter)", _DDPM,
+        train_diffusion, train_size=None, epochs=40, batch_size=128, lr=2e-4, width=64,
+        eval_size=10_000,
+    ),
+    "flow_matching": _recipe(
+        "class-conditional flow matching (the same U-Net) on Fashion-MNIST (the diffusion "
+        "chapter)", replace(_DDPM, objective="flow-matching"), train_diffusion,
+        train_size=None, epochs=40, batch_size=128, lr=2e-4, width=64, eval_size=10_000,
     ),
     "classifier": _recipe(
         "the Fashion-MNIST classifier whose features the Fréchet distance uses",

@@ -48,7 +48,9 @@ The columns: −ELBO and NLL are nats per test image (binarised), NLL being the
 importance-weighted estimate of the negative log-likelihood with the number of samples k the row
 names (the {doc}`VAE chapter <../notebooks/vae>`), and bits/dim that NLL in bits per pixel;
 8-bit bpd is bits per pixel of the 256-level images, dequantised (the
-{doc}`flows chapter <../notebooks/flows>`), another quantity, not comparable with bits/dim; FD
+{doc}`flows chapter <../notebooks/flows>`; for a diffusion model, a bound on it: the
+{doc}`diffusion chapter <../notebooks/diffusion>`), another quantity, not comparable with
+bits/dim; FD
 is the Fréchet distance, prec. and recall the precision and recall of samples, all three on the
 features of the book's classifier (the {doc}`evaluation chapter <../notebooks/evaluation>`);
 modes counts the modes of the 2-D mixture that receive good samples; valid bpc and test bpc are
@@ -61,7 +63,9 @@ Under the training loops, *where the time goes* splits one run of the book's loo
 (Python and the loop; the profiler's own overhead inflates it). The notebook table gives each
 notebook's slowest cell and, where `make bench` replaced an earlier run of the same machine and
 profile, that run's times ("before"). The budget of the `quick` profile under the reference
-settings: at most 90 seconds a chapter, 8 minutes for the whole book.
+settings: at most 90 seconds a chapter (120 for the diffusion chapter), 8 minutes for the
+chapters of the seed book (from the pipeline to the appendix of common mistakes, without the
+chapters added since).
 """
 
 
@@ -148,12 +152,15 @@ def _notebooks(results: list[dict], previous: dict | None) -> list[str]:
         if cuda:
             cells.append(f"{r.get('peak_cuda_mib', 0):,.0f}")
         lines.append("| " + " | ".join(cells) + " |")
-    total, peak = sum(r["seconds"] for r in results), max(r["peak_mib"] for r in results)
-    cells = ["**all notebooks**", f"**{total:,.1f}**"]
-    if before:
-        cells.append(f"**{sum(before.get(r['notebook'], 0) for r in results):,.1f}**")
-    cells += ["", f"{peak:,.0f} (largest)"] + ([""] if cuda else [])
-    lines.append("| " + " | ".join(cells) + " |")
+    seed = [r for r in results if Path(r["notebook"]).stem in notebooks.SEED_BOOK]
+    peak = max(r["peak_mib"] for r in results)
+    for label, rows, memory in (("the seed book's chapters", seed, ""),
+                                ("all notebooks", results, f"{peak:,.0f} (largest)")):  # fmt: skip
+        cells = [f"**{label}**", f"**{sum(r['seconds'] for r in rows):,.1f}**"]
+        if before:
+            cells.append(f"**{sum(before.get(r['notebook'], 0) for r in rows):,.1f}**")
+        cells += ["", memory] + ([""] if cuda else [])
+        lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -81,12 +81,17 @@ def test_cell_seconds_are_read_from_the_timestamps_slowest_first():
 
 
 def test_the_budget_names_what_exceeds_it():
-    fine = [{"notebook": "a.ipynb", "seconds": 90.0}, {"notebook": "b.ipynb", "seconds": 60.0}]
+    fine = [{"notebook": "gan.ipynb", "seconds": 90.0}, {"notebook": "vae.ipynb", "seconds": 60.0},
+            {"notebook": "diffusion.ipynb", "seconds": 119.0}]  # fmt: skip
     assert notebooks.over_budget(fine) == ""
-    slow = [{"notebook": "a.ipynb", "seconds": 95.0}] + [{"notebook": "b.ipynb", "seconds": 89}] * 5
+    slow = ([{"notebook": "gan.ipynb", "seconds": 95.0}, {"notebook": "diffusion.ipynb",
+                                                         "seconds": 121.0}]
+            + [{"notebook": f"{name}.ipynb", "seconds": 89} for name in notebooks.SEED_BOOK[:5]]
+            + [{"notebook": "flows.ipynb", "seconds": 89}])  # fmt: skip
     message = notebooks.over_budget(slow)
-    assert "a.ipynb took 95 s" in message and "the whole book took 540 s" in message
-    assert "b.ipynb" not in message
+    assert "gan.ipynb took 95 s" in message and "diffusion.ipynb took 121 s" in message
+    assert "the seed book's chapters took 540 s" in message  # flows is not one of them
+    assert "pipeline.ipynb" not in message and "flows.ipynb" not in message
 
 
 def test_the_notebook_table_shows_the_slowest_cell_and_the_run_it_replaced():
@@ -99,7 +104,8 @@ def test_the_notebook_table_shows_the_slowest_cell_and_the_run_it_replaced():
     assert lines[0].startswith("| notebook | seconds | before (2026-11-30) | slowest cell |")
     assert lines[2] == "| a.ipynb | 40.0 | 90.0 | 30.0 s: `x = f(a \\| b)` | 900 |"
     assert lines[3] == "| new.ipynb | 5.0 |  |  | 100 |"  # new: no time before
-    assert lines[4].startswith("| **all notebooks** | **45.0** | **90.0** |")
+    assert lines[4].startswith("| **the seed book's chapters** | **0.0** | **0.0** |")
+    assert lines[5].startswith("| **all notebooks** | **45.0** | **90.0** |")
     assert "before" not in results._notebooks(run, None)[0]
 
 

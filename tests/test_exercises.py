@@ -83,6 +83,23 @@ def _linear_flow(x, W, b, transposed=False, constant=True):
     return -0.5 * (z**2).sum(1) - d / 2 * math.log(2 * math.pi) + torch.linalg.slogdet(W)[1]
 
 
+def _noised(x0, alpha_bar, t, noise, index=None, noise_scale=None):
+    a = alpha_bar[t - 1 if index is None else index(t)][:, None]  # (B, 1)
+    scale = (1 - a).sqrt() if noise_scale is None else noise_scale(a)
+    return a.sqrt() * x0 + scale * noise
+
+
+def _ddim(x_t, eps_hat, a_t, a_s, signal=None, fresh_noise=False):
+    x0_hat = (x_t - math.sqrt(1 - a_t) * eps_hat) / math.sqrt(a_t)
+    noise = torch.randn_like(eps_hat) if fresh_noise else eps_hat
+    return math.sqrt(a_s if signal is None else signal) * x0_hat + math.sqrt(1 - a_s) * noise
+
+
+def _ddim_in_place(x_t, eps_hat, a_t, a_s):
+    x0_hat = x_t.sub_(math.sqrt(1 - a_t) * eps_hat).div_(math.sqrt(a_t))
+    return math.sqrt(a_s) * x0_hat + math.sqrt(1 - a_s) * eps_hat
+
+
 # planted wrong answers: (exercise, wrong function, what the verdict must say)
 WRONG = [
     ("vae.gaussian_kl", tutorial_kl, "wrong values"),
@@ -188,6 +205,52 @@ WRONG = [
         lambda x, W, b: _linear_flow(x, W, b, transposed=True),
         "wrong values",
     ),
+    (
+        "diffusion.noised",  # alpha_bar[t]: off by one, out of range at t = T
+        lambda x0, ab, t, e: _noised(x0, ab, t, e, index=lambda t: t),
+        "raised IndexError",
+    ),
+    (
+        "diffusion.noised",  # 1 - alpha-bar, a variance, scaling the noise
+        lambda x0, ab, t, e: _noised(x0, ab, t, e, noise_scale=lambda a: 1 - a),
+        "wrong values",
+    ),
+    (
+        "diffusion.noised",  # sqrt(alpha-bar) for the noise too
+        lambda x0, ab, t, e: _noised(x0, ab, t, e, noise_scale=lambda a: a.sqrt()),
+        "wrong values",
+    ),
+    (
+        "diffusion.noised",  # one alpha-bar, the first example's, for the whole batch
+        lambda x0, ab, t, e: _noised(x0, ab, t, e, index=lambda t: (t[:1] - 1).expand(len(t))),
+        "wrong values",
+    ),
+    (
+        "diffusion.noised",  # alpha-bar (B,) not reshaped: it scales the columns when B = D
+        lambda x0, ab, t, e: ab[t - 1].sqrt() * x0 + (1 - ab[t - 1]).sqrt() * e,
+        "wrong values",
+    ),
+    (
+        "diffusion.ddim_step",  # x0_hat not rescaled by sqrt(a_s)
+        lambda x, e, a_t, a_s: _ddim(x, e, a_t, a_s, signal=1.0),
+        "wrong values",
+    ),
+    (
+        "diffusion.ddim_step",  # sqrt(a_t) where sqrt(a_s) belongs
+        lambda x, e, a_t, a_s: _ddim(x, e, a_t, a_s, signal=a_t),
+        "wrong values",
+    ),
+    (
+        "diffusion.ddim_step",  # fresh noise in place of eps_hat, as DDPM's sampler adds
+        lambda x, e, a_t, a_s: _ddim(x, e, a_t, a_s, fresh_noise=True),
+        "wrong values",
+    ),
+    (
+        "diffusion.ddim_step",  # x0_hat returned: right only when s = 0
+        lambda x, e, a_t, a_s: (x - math.sqrt(1 - a_t) * e) / math.sqrt(a_t),
+        "wrong values",
+    ),
+    ("diffusion.ddim_step", _ddim_in_place, "changed its input tensors in place"),
 ]
 
 
@@ -255,8 +318,8 @@ def test_every_chapter_has_a_well_formed_quiz(stem):
 
 
 def test_an_unknown_quiz_is_named():
-    with pytest.raises(ValueError, match="chapter 'diffusion' has no quiz; the quizzes are "):
-        quiz("diffusion")
+    with pytest.raises(ValueError, match="chapter 'flow' has no quiz; the quizzes are "):
+        quiz("flow")
 
 
 # -- every reference against an independent implementation ------------------------------
@@ -412,6 +475,28 @@ def _linear_flow_as_a_gaussian(x, W, b):
     return np.reshape(gaussian.logpdf(x.numpy()), len(x))  # logpdf drops a batch of one
 
 
+def _noised_by_the_chains_moments(x0, alpha_bar, t, noise):
+    # the betas behind alpha-bar, and the mean's scale and the variance of x_t given x_0 run
+    # through the chain x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps_t one step at a time
+    ab = alpha_bar.numpy()
+    betas = 1 - ab / np.concatenate([[1.0], ab[:-1]])  # (T,)
+    scale, variance = [1.0], [0.0]  # at step 0, x_0 itself
+    for beta in betas:
+        scale.append(np.sqrt(1 - beta) * scale[-1])
+        variance.append((1 - beta) * variance[-1] + beta)
+    steps = t.numpy()  # (B,): the index of step t in the lists above
+    scale, std = np.array(scale)[steps, None], np.sqrt(np.array(variance))[steps, None]
+    return scale * x0.numpy() + std * noise.numpy()
+
+
+def _ddim_as_euler(x_t, eps_hat, a_t, a_s):
+    # Song et al. (2021), eq. (14): deterministic DDIM is Euler's method on the ODE
+    # d(x / sqrt(a)) = eps d sigma, with sigma = sqrt((1 - a) / a), from sigma_t to sigma_s
+    sigma_t, sigma_s = np.sqrt((1 - a_t) / a_t), np.sqrt((1 - a_s) / a_s)
+    x_bar = x_t.numpy() / np.sqrt(a_t) + (sigma_s - sigma_t) * eps_hat.numpy()
+    return np.sqrt(a_s) * x_bar
+
+
 def _torch_multinomial(x, probs):
     return torch.distributions.Multinomial(int(x.sum()), probs=probs).log_prob(x)
 
@@ -450,6 +535,8 @@ INDEPENDENT = {
     "transformers.bpe_merge": _bpe_merge_regex,
     "flows.affine_coupling": _affine_coupling_jacobian,
     "flows.linear_flow_log_prob": _linear_flow_as_a_gaussian,
+    "diffusion.noised": _noised_by_the_chains_moments,
+    "diffusion.ddim_step": _ddim_as_euler,
     "evaluation.frechet_distance": _frechet_sqrtm,
     "evaluation.kth_neighbour_radius": _kd_tree_radius,
     "common_mistakes.log_sum_exp": lambda x: special.logsumexp(x.numpy()),
@@ -561,6 +648,13 @@ FIXED_ANSWERS = [
         2,
         [-0.5 - 3 * HALF_LOG_2PI + 6 * math.log(10), -4.0 - 3 * HALF_LOG_2PI + 6 * math.log(10)],
     ),
+    # (sqrt(a), sqrt(1 - a)) = (7/25, 24/25) at t = 4 and (24/25, 7/25) at t = 1
+    ("diffusion.noised", 0, [[1.24, 0.4], [0.2, 3.44]]),
+    ("diffusion.noised", 1, [[1.6, -0.8, 0.2]]),  # (3/5, 4/5) at t = 3
+    # s = 0: x0_hat = (x_t - 0.8 eps_hat) / 0.6
+    ("diffusion.ddim_step", 0, [[1.0, -14 / 3], [13 / 6, -8 / 3]]),
+    # x0_hat = (2, -1, 1/2), then 0.8 x0_hat + 0.6 eps_hat
+    ("diffusion.ddim_step", 1, [[2.2, -0.5, -0.8]]),
     ("common_mistakes.log_sum_exp", 0, 1000 + math.log(2)),
     ("common_mistakes.log_sum_exp", 1, -1000 + math.log1p(math.exp(-1))),
 ]

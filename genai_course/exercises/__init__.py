@@ -14,7 +14,7 @@ notebooks call it, so nbgrader's autograder and ``make grade`` score the same te
     >>> check("vae.gaussian_kl", my_kl)
 
 The package: ``core`` (the ``Exercise`` record and the helpers that draw inputs),
-one module per chapter, named like its notebook (``pipeline`` to ``flows``, and
+one module per chapter, named like its notebook (``pipeline`` to ``diffusion``, and
 ``common_mistakes`` for the appendix), each exercise written in one block (its task,
 reference, random inputs, fixed cases and hint), ``registry`` (``EXERCISES``, every
 chapter's in the book's order) and ``checking`` (``check`` and ``quiz``).

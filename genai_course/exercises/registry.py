@@ -6,6 +6,7 @@ from __future__ import annotations
 from genai_course.exercises import (
     common_mistakes,
     cross_entropy,
+    diffusion,
     distributions,
     evaluation,
     flows,
@@ -37,6 +38,7 @@ CHAPTERS = (
     sequences,
     transformers,
     flows,
+    diffusion,
     common_mistakes,
 )
 

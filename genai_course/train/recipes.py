@@ -939,13 +939,13 @@ _RING_FLOW = FlowSettings(train_size=20_000, epochs=10, batch_size=128, lr=1e-3,
 _IMAGE_FLOW = FlowSettings(train_size=10_000, epochs=1, batch_size=32, lr=5e-3,
                            architecture="image", steps=4, width=32, eval_size=2000)  # fmt: skip
 _RING_DIFFUSION = DiffusionSettings(
-    train_size=20_000, epochs=10, batch_size=128, lr=1e-3, objective="ddpm",
+    train_size=20_000, epochs=30, batch_size=128, lr=2e-3, objective="ddpm",
     architecture="points", width=128, steps=100, schedule="linear", label_dropout=0.0,
     eval_size=10_000,
 )  # fmt: skip
 _DDPM = DiffusionSettings(
-    train_size=10_000, epochs=1, batch_size=64, lr=2e-3, objective="ddpm", architecture="image",
-    width=16, steps=1000, schedule="cosine", label_dropout=0.1, eval_size=2000,
+    train_size=20_000, epochs=1, batch_size=64, lr=2e-3, objective="ddpm", architecture="image",
+    width=8, steps=1000, schedule="cosine", label_dropout=0.1, eval_size=2000,
 )  # fmt: skip
 _FULL = {"train_size": None, "epochs": 20}  # the whole training split, longer
 _FULL_VAE = {**_FULL, "eval_size": None}
@@ -1057,7 +1057,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "ring_diffusion": _recipe(
         "DDPM with an MLP denoiser on a ring of eight Gaussians (the diffusion chapter)",
-        _RING_DIFFUSION, train_diffusion, epochs=30,
+        _RING_DIFFUSION, train_diffusion, epochs=100,
     ),
     "ddpm": _recipe(
         "class-conditional DDPM (a small U-Net) on Fashion-MNIST (the diffusion chapter)", _DDPM,

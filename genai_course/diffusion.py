@@ -231,11 +231,15 @@ def check_sampling(shape, steps: int, total: int, y, n_classes, generator) -> No
             isinstance(n, int) and n > 0 for n in shape):  # fmt: skip
         raise ValueError(f"shape must be a tuple of positive sizes (B, ...), got {shape!r}")
     if y is not None:
+        if n_classes is None:
+            raise ValueError("y must be None: this model takes no labels")
         if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.shape != shape[:1]:
-            raise ValueError(f"y must be one integer label per sample, ({shape[0]},), got {y!r}")
-        if n_classes is None or not (0 <= int(y.min()) and int(y.max()) < n_classes):
-            raise ValueError(f"y must be labels in 0..{(n_classes or 0) - 1} of a model "
-                             f"built with num_classes, got {y.min()}..{y.max()}")  # fmt: skip
+            got = (f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor)
+                   else type(y).__name__)  # fmt: skip
+            raise ValueError(f"y must be one integer label per sample, ({shape[0]},), got {got}")
+        if not (0 <= int(y.min()) and int(y.max()) < n_classes):
+            raise ValueError(f"y must be labels in 0..{n_classes - 1}, got "
+                             f"{int(y.min())}..{int(y.max())}")  # fmt: skip
     check_generator("generator", generator)
 
 
@@ -324,9 +328,12 @@ def ddpm_sample(model: Denoiser, shape: tuple[int, ...], betas: torch.Tensor,
 def ddim_invert(model: Denoiser, x0: torch.Tensor, alpha_bar: torch.Tensor, steps: int,
                 y: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     r"""Deterministic DDIM run forwards: the :math:`x_T` from which
-    ``ddim_sample(..., eta=0, x_T=x_T)`` returns ``x0`` (up to the solver's error, which falls
-    with ``steps``). Each step from :math:`s` to :math:`t > s` reuses the model's prediction at
-    :math:`x_s`: :math:`x_t = \sqrt{\bar\alpha_t}\, \hat x_0 + \sqrt{1 - \bar\alpha_t}\,
+    ``ddim_sample(..., steps, eta=0, x_T=x_T)``, with the same ``steps`` and no ``clip``,
+    returns ``x0`` (up to the solver's error, which falls with ``steps``). Each step from
+    :math:`s` to :math:`t > s` reads the model at the point it starts from and the time it
+    lands on, :math:`\hat\epsilon = \hat\epsilon(x_s, t)`, and with
+    :math:`\hat x_0 = (x_s - \sqrt{1 - \bar\alpha_s}\, \hat\epsilon) / \sqrt{\bar\alpha_s}`
+    goes to :math:`x_t = \sqrt{\bar\alpha_t}\, \hat x_0 + \sqrt{1 - \bar\alpha_t}\,
     \hat\epsilon`."""
     total = len(alpha_bar)
     check_sampling(tuple(x0.shape), steps, total, y, getattr(model, "num_classes", None), None)

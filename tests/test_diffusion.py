@@ -261,6 +261,8 @@ def test_the_unet_keeps_the_shape_at_every_time_step_and_starts_at_zero():
          "steps must be at most"),
         (lambda n: ddim_sample(n, (2, 1, 28, 28), alpha_bars(linear_betas(10)), 2,
                                y=torch.tensor([0, 10])), "y must be labels in 0..9"),
+        (lambda n: ddim_sample(PointDenoiser(4), (2, 2), alpha_bars(linear_betas(10)), 2,
+                               y=torch.tensor([0, 1])), "this model takes no labels"),
         (lambda n: euler_sample(n, [2, 1, 28, 28], 2), "shape must be a tuple"),
         (lambda n: euler_sample(n, (2, 1, 28, 28), 0), "steps must be"),
         (lambda n: alpha_bars(torch.tensor([0.1, 1.5])), "betas must all be in"),

@@ -843,8 +843,14 @@ def diffusion_loss(model, settings: DiffusionSettings, batch, labels=None, gener
         labels = labels.masked_fill(drop < settings.label_dropout, 10)  # 10: "no label"
     if settings.objective == "flow-matching":
         return flow_matching_loss(model, batch, labels, generator)
-    alpha_bar = alpha_bars(settings.betas()).to(device=batch.device, dtype=batch.dtype)
+    alpha_bar = _alpha_bar(settings, batch.device, batch.dtype)
     return noise_prediction_loss(model, batch, alpha_bar, labels, generator)
+
+
+@cache
+def _alpha_bar(settings: DiffusionSettings, device: torch.device, dtype: torch.dtype):
+    """The schedule's alpha-bars on ``device``, computed once, not at every training step."""
+    return alpha_bars(settings.betas()).to(device=device, dtype=dtype)
 
 
 def train_diffusion(settings: DiffusionSettings, *, seed: int = 0, device=None,
